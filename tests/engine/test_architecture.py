@@ -285,7 +285,7 @@ def test_shared_layer_counts_every_call():
 @pytest.fixture(scope="module")
 def transfer_model():
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
-    return keras.Sequential([base, L.GlobalAveragePooling2D(), L.Dense(2)])
+    return keras.Sequential([base, L.GlobalAveragePooling2D(name="gap"), L.Dense(2, name="dense")])
 
 
 def test_nested_rows_have_paths_and_depth(transfer_model):

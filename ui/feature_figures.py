@@ -1,0 +1,424 @@
+"""Pictures of feature maps: the channel grid, overlays, the all-layers strip, first-layer
+filters, and the figures of the "how was this number computed?" view.
+
+A layer can have 512 channels: the grid is drawn as ONE image (NumPy + PIL), never as hundreds
+of Plotly traces; a single transparent scatter trace over it gives hover and click per tile.
+Tiles of large maps are downsampled (area average) for the grid; the chosen channel is shown at
+full resolution by ``channel_heatmap``. Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import sample_colorscale, unlabel_rgb
+from plotly.subplots import make_subplots
+from PIL import Image, ImageDraw, ImageFont
+
+from engine.conv_arithmetic import ConvArithmetic
+from engine.features import ChannelStats
+
+#: colormap shown to people -> Plotly colorscale
+COLORMAPS = {
+    "viridis": "Viridis",
+    "magma": "Magma",
+    "inferno": "Inferno",
+    "cividis": "Cividis",
+    "gray": "Greys_r",
+    "blue-white-red (signed)": "RdBu_r",
+}
+DIVERGING = {"blue-white-red (signed)"}
+_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
+_LABEL_H = 13  # pixels of the band above each tile that holds its channel index
+_GAP = 3
+_DEAD = (220, 40, 40)
+
+
+def is_diverging(colormap: str) -> bool:
+    """Diverging colormaps want a range centred on zero."""
+    return colormap in DIVERGING
+
+
+@functools.lru_cache(maxsize=16)
+def colormap_lut(colormap: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table of ``COLORMAPS[colormap]``."""
+    colors = sample_colorscale(COLORMAPS[colormap], list(np.linspace(0.0, 1.0, 256)))
+    return np.array([unlabel_rgb(c) for c in colors], np.float32).round().astype(np.uint8)
+
+
+def colorize(values: np.ndarray, low, high, colormap: str) -> np.ndarray:
+    """Map values to colours: ``low`` -> first colour, ``high`` -> last, clipped.
+
+    Args:
+        values: (..., ) float array; ``low``/``high`` broadcast against it.
+
+    Returns:
+        (..., 3) uint8 RGB.
+    """
+    t = (np.asarray(values, np.float32) - low) / np.maximum(np.asarray(high) - low, 1e-12)
+    index = np.clip(np.nan_to_num(t) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return colormap_lut(colormap)[index]
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 image as PNG bytes."""
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def _data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow built without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def resize_map(values: np.ndarray, height: int, width: int, smooth: bool = False) -> np.ndarray:
+    """Resize one 2-D map: area average when shrinking (every value counts), nearest pixels
+    when enlarging (the map's real grid stays visible) unless ``smooth``."""
+    h, w = values.shape
+    if (h, w) == (height, width):
+        return np.asarray(values, np.float32)
+    shrinking = height < h or width < w
+    method = Image.BOX if shrinking else (Image.BILINEAR if smooth else Image.NEAREST)
+    image = Image.fromarray(np.ascontiguousarray(values, np.float32), mode="F")
+    return np.asarray(image.resize((width, height), method), np.float32)
+
+
+# ------------------------------------------------------------------------------ the grid
+@dataclass(frozen=True)
+class ChannelGrid:
+    """The tiled grid of one layer's channels, drawn as one image.
+
+    Attributes:
+        image: (H, W, 3) uint8.
+        channels: (n,) the channel index of each tile, in the order drawn.
+        boxes: (n, 4) int: x0, y0, x1, y1 of each tile's map area in ``image``.
+        tile: (th, tw): tile size in pixels (the map's (h, w) resized).
+    """
+
+    image: np.ndarray
+    channels: np.ndarray
+    boxes: np.ndarray
+    tile: tuple[int, int]
+
+
+def grid_layout(n: int, h: int, w: int, width: int = 1100,
+                max_tile: int = 112) -> tuple[int, tuple[int, int]]:
+    """Columns and tile size for ``n`` maps of (h, w): about twice as wide as tall, tiles
+    at most ``max_tile`` pixels (larger maps are downsampled), small maps enlarged by a
+    whole factor so each of their values stays a square block."""
+    cols = max(1, min(n, math.ceil(math.sqrt(2 * n))))
+    side = max(12, min(max_tile, width // cols - _GAP))
+    longest = max(h, w)
+    if longest <= side:
+        factor = side // longest
+        return cols, (h * factor, w * factor)
+    scale = side / longest
+    return cols, (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def channel_grid(maps: np.ndarray, low: np.ndarray, high: np.ndarray, colormap: str,
+                 order: np.ndarray | None = None, dead: np.ndarray | None = None, *,
+                 width: int = 1100, max_tile: int = 112) -> ChannelGrid:
+    """Every channel of one image's layer output as a labelled tile of one image.
+
+    Args:
+        maps: (h, w, C) float32.
+        low, high: (C,) colour range of each channel (``engine.features.color_limits``).
+        colormap: a key of ``COLORMAPS``.
+        order: channel indices in drawing order (default 0..C-1).
+        dead: (C,) bool: channels to mark (red label and cross).
+        width: target width of the grid in pixels.
+        max_tile: largest tile side; larger maps are area-averaged down to it.
+
+    Returns:
+        ``ChannelGrid``.
+    """
+    h, w, c = maps.shape
+    order = np.arange(c) if order is None else np.asarray(order)
+    dead = np.zeros(c, bool) if dead is None else np.asarray(dead, bool)
+    cols, (th, tw) = grid_layout(len(order), h, w, width, max_tile)
+    rows = math.ceil(len(order) / cols)
+    cell_w, cell_h = tw + _GAP, th + _LABEL_H + _GAP
+    canvas = np.full((rows * cell_h + _GAP, cols * cell_w + _GAP, 3), 255, np.uint8)
+    boxes = np.zeros((len(order), 4), int)
+    for i, ch in enumerate(order):
+        r, col = divmod(i, cols)
+        x0, y0 = _GAP + col * cell_w, r * cell_h + _LABEL_H
+        tile = resize_map(maps[:, :, ch], th, tw)
+        canvas[y0:y0 + th, x0:x0 + tw] = colorize(tile, low[ch], high[ch], colormap)
+        boxes[i] = (x0, y0, x0 + tw, y0 + th)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    font = _font(10)
+    for (x0, y0, x1, y1), ch in zip(boxes, order):
+        if dead[ch]:
+            draw.rectangle((x0 - 1, y0 - 1, x1, y1), outline=_DEAD, width=1)
+            draw.line((x0, y0, x1 - 1, y1 - 1), fill=_DEAD, width=1)
+            draw.line((x0, y1 - 1, x1 - 1, y0), fill=_DEAD, width=1)
+        label = f"{ch} dead" if dead[ch] and tw >= 44 else str(ch)
+        draw.text((x0, y0 - _LABEL_H + 1), label, fill=_DEAD if dead[ch] else (60, 60, 60),
+                  font=font)
+    return ChannelGrid(np.asarray(image), order, boxes, (th, tw))
+
+
+def grid_figure(grid: ChannelGrid, stats: ChannelStats, selected: int | None = None,
+                display_width: int = 1100) -> go.Figure:
+    """The grid image with one transparent marker per tile: hover shows the channel's
+    statistics, a click selects it. The selected channel gets a frame."""
+    height, width = grid.image.shape[:2]
+    zoom = min(1.0, display_width / width)
+    fig = go.Figure(go.Image(source=_data_uri(grid.image), hoverinfo="skip"))
+    centers_x = (grid.boxes[:, 0] + grid.boxes[:, 2]) / 2
+    centers_y = (grid.boxes[:, 1] + grid.boxes[:, 3]) / 2
+    hover = [f"channel {c}<br>mean {stats.mean[c]:.4g} · max {stats.max[c]:.4g}<br>"
+             f"zeros {stats.zero_fraction[c]:.0%}" + (" · dead" if stats.dead[c] else "")
+             for c in grid.channels]
+    marker_px = max(6, int(min(grid.tile) * zoom))
+    fig.add_trace(go.Scatter(
+        x=centers_x, y=centers_y, mode="markers", customdata=grid.channels, hovertext=hover,
+        hoverinfo="text", name="channels", showlegend=False,
+        marker=dict(symbol="square", size=marker_px, color="rgba(0,0,0,0)"),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
+    if selected is not None and selected in set(grid.channels.tolist()):
+        x0, y0, x1, y1 = grid.boxes[list(grid.channels).index(selected)]
+        fig.add_shape(type="rect", x0=x0 - 2, y0=y0 - 2, x1=x1 + 1, y1=y1 + 1,
+                      line=dict(color="#ff2d95", width=3))
+    fig.update_layout(
+        width=int(width * zoom), height=int(height * zoom), margin=dict(l=0, r=0, t=0, b=0),
+        xaxis=dict(visible=False, range=[0, width]), font=_FONT, dragmode=False,
+        yaxis=dict(visible=False, range=[height, 0], scaleanchor="x"), clickmode="event+select",
+        hovermode="closest", plot_bgcolor="white")
+    return fig
+
+
+# ------------------------------------------------------------------------------ one channel
+def overlay(image: np.ndarray, values: np.ndarray, low: float, high: float, colormap: str,
+            opacity: float) -> np.ndarray:
+    """One map, coloured and smoothly enlarged to the image, blended over it.
+
+    Args:
+        image: (H, W, 3) uint8: what the network saw (resized to its input).
+        values: (h, w) float: one channel.
+        opacity: 0 (image only) to 1 (map only).
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    big = resize_map(values, image.shape[0], image.shape[1], smooth=True)
+    colored = colorize(big, low, high, colormap).astype(np.float32)
+    out = (1.0 - opacity) * image.astype(np.float32) + opacity * colored
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, width: int) -> np.ndarray:
+    """An RGB image enlarged (nearest pixels) to about ``width`` pixels wide."""
+    factor = max(1, width // image.shape[1])
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def channel_heatmap(values: np.ndarray, low: float, high: float, colormap: str, title: str,
+                    mark: tuple[int, int] | None = None, height: int = 420) -> go.Figure:
+    """One channel at full resolution, a value per cell on hover; ``mark`` frames (row, col)."""
+    h, w = values.shape
+    fig = go.Figure(go.Heatmap(
+        z=values, zmin=low, zmax=high, colorscale=COLORMAPS[colormap],
+        hovertemplate="row %{y}, column %{x}<br>value %{z:.5g}<extra></extra>",
+        colorbar=dict(thickness=12, len=0.9)))
+    if mark is not None:
+        r, c = mark
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                      line=dict(color="#ff2d95", width=2))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+                      title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(constrain="domain", showgrid=False),
+                      yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
+    return fig
+
+
+def units_figure(values: np.ndarray, names: list[str] | None = None, title: str = "") -> go.Figure:
+    """A dense layer's units as bars (one trace), dead units (exactly 0) in red."""
+    values = np.asarray(values, np.float32)
+    colors = np.where(values == 0, "#dc2828", "#2f6fde")
+    labels = names if names and len(names) == len(values) else [str(i) for i in range(len(values))]
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors,
+                           hovertext=[f"unit {i}: {labels[i]}" for i in range(len(values))],
+                           hovertemplate="%{hovertext}<br>%{y:.5g}<extra></extra>"))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+                      title=dict(text=title, font=dict(size=13)), bargap=0,
+                      xaxis=dict(title="unit"), yaxis=dict(title="activation"))
+    return fig
+
+
+def stats_figure(stats: ChannelStats, order: np.ndarray) -> go.Figure:
+    """Per-channel mean (bars) and max (dots) in the grid's order; dead channels in red."""
+    labels = [str(c) for c in order]
+    colors = np.where(stats.dead[order], "#dc2828", "#2f6fde")
+    fig = go.Figure([
+        go.Bar(x=labels, y=stats.mean[order], name="mean", marker_color=colors,
+               customdata=stats.zero_fraction[order],
+               hovertemplate="channel %{x}<br>mean %{y:.4g}<br>zeros %{customdata:.0%}"
+                             "<extra></extra>"),
+        go.Scatter(x=labels, y=stats.max[order], name="max", mode="markers",
+                   marker=dict(color="#f08c2e", size=5),
+                   hovertemplate="channel %{x}<br>max %{y:.4g}<extra></extra>")])
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), font=_FONT, bargap=0.1,
+                      xaxis=dict(type="category", title="channel", showticklabels=len(order) <= 64),
+                      yaxis=dict(title="activation"), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+# ------------------------------------------------------------------------------ overview
+@dataclass(frozen=True)
+class StripColumn:
+    """One column of the all-layers strip: a title, a subtitle and its tiles.
+
+    ``tiles`` are (h, w, 3) uint8 images (already coloured) or (h, w) float maps, coloured
+    with ``low``/``high`` (one pair per tile).
+    """
+
+    title: str
+    subtitle: str
+    tiles: list
+    lows: list | None = None
+    highs: list | None = None
+
+
+def layers_strip(columns: list[StripColumn], colormap: str, tile: int = 84,
+                 per_row: int = 10) -> np.ndarray:
+    """The classic "intermediate activations" figure as one image: a column per layer from
+    input to output, each with a few channels, titled with the layer's name and shape.
+    Tiles keep the maps' relative sizes: a 224-pixel map fills its tile, a 14-pixel one a
+    corner of it, so the shrinking with depth is visible."""
+    if not columns:
+        return np.full((10, 10, 3), 255, np.uint8)
+    depth = max(len(c.tiles) for c in columns)
+    largest = max(max(t.shape[0], t.shape[1]) for c in columns for t in c.tiles)
+    head, gap = 30, 6
+    n_rows = math.ceil(len(columns) / per_row)
+    cols = min(per_row, len(columns))
+    cell_w, cell_h = tile + gap, head + depth * (tile + gap)
+    canvas = np.full((n_rows * cell_h + gap, cols * cell_w + gap, 3), 255, np.uint8)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    font = _font(10)
+    for i, column in enumerate(columns):
+        r, c = divmod(i, per_row)
+        x0, y0 = gap + c * cell_w, r * cell_h + gap
+        draw.text((x0, y0), _fit(column.title, tile, font, draw), fill=(30, 30, 30), font=font)
+        draw.text((x0, y0 + 12), column.subtitle, fill=(110, 110, 110), font=font)
+        for j, t in enumerate(column.tiles):
+            side = max(1, round(tile * max(t.shape[0], t.shape[1]) / largest))
+            side = max(side, min(tile, 12))
+            th = max(1, round(side * t.shape[0] / max(t.shape[:2])))
+            tw = max(1, round(side * t.shape[1] / max(t.shape[:2])))
+            if t.ndim == 2:
+                t = colorize(resize_map(t, th, tw), column.lows[j], column.highs[j], colormap)
+            else:
+                t = np.asarray(Image.fromarray(t).resize((tw, th), Image.BOX))
+            ty = y0 + head + j * (tile + gap)
+            image.paste(Image.fromarray(t), (x0, ty))
+            draw.rectangle((x0 - 1, ty - 1, x0 + tw, ty + th), outline=(200, 200, 200))
+    return np.asarray(image)
+
+
+def _fit(text: str, width: int, font, draw) -> str:
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-2] + "…" if len(text) > 2 else text[:-1]
+    return text
+
+
+# ------------------------------------------------------------------------------ filters
+def filters_image(filters: np.ndarray, scale: int | None = None, per_row: int = 16) -> np.ndarray:
+    """First-layer kernels (C, kh, kw, 3) in [0, 1] as one labelled image of small squares."""
+    n, kh, kw, _ = filters.shape
+    scale = scale or max(4, 48 // max(kh, kw))
+    th, tw = kh * scale, kw * scale
+    cols = min(per_row, n)
+    rows = math.ceil(n / cols)
+    cell_w, cell_h = tw + _GAP * 2, th + _LABEL_H + _GAP
+    canvas = np.full((rows * cell_h + _GAP, cols * cell_w + _GAP, 3), 255, np.uint8)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y0 = _GAP + c * cell_w, r * cell_h + _LABEL_H
+        tile = (np.clip(filters[i], 0, 1) * 255 + 0.5).astype(np.uint8)
+        image.paste(Image.fromarray(enlarge(tile, tw)), (x0, y0))
+        draw.text((x0, y0 - _LABEL_H + 1), str(i), fill=(60, 60, 60), font=_font(10))
+    return np.asarray(image)
+
+
+# ------------------------------------------------------------------------------ arithmetic
+def arithmetic_figure(arith: ConvArithmetic, input_channel: int) -> go.Figure:
+    """Patch x kernel = products for one input channel, each cell with its number; cells
+    over the zero padding are greyed out."""
+    patch = arith.patch[:, :, input_channel]
+    kernel = arith.kernel[:, :, input_channel]
+    products = arith.products[:, :, input_channel]
+    titles = (f"input patch (channel {input_channel})", "kernel weights",
+              f"products · sum {arith.channel_sums[input_channel]:.4g}")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.06)
+    kh, kw = patch.shape
+    for i, (values, scale) in enumerate(((patch, "Viridis"), (kernel, "RdBu_r"),
+                                         (products, "RdBu_r")), start=1):
+        span = float(np.abs(values).max()) or 1.0
+        zmin, zmax = (-span, span) if scale == "RdBu_r" else (float(values.min()),
+                                                              float(values.max()) or 1.0)
+        text = [[("pad" if not arith.inside[r, c] else f"{values[r, c]:.3g}") for c in range(kw)]
+                for r in range(kh)]
+        fig.add_trace(go.Heatmap(z=values, zmin=zmin, zmax=zmax, colorscale=scale,
+                                 text=text, texttemplate="%{text}" if kh * kw <= 81 else None,
+                                 textfont=dict(size=11), showscale=False,
+                                 hovertemplate="row %{y}, column %{x}: %{z:.5g}<extra></extra>"),
+                      row=1, col=i)
+        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i if i > 1 else ''}",
+                         showticklabels=False, row=1, col=i)
+        fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=i)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), font=_FONT)
+    return fig
+
+
+def contributions_figure(arith: ConvArithmetic, highlight: int | None = None) -> go.Figure:
+    """Each input channel's share of the sum (its products added up), one bar each."""
+    sums = arith.channel_sums
+    colors = np.where(sums >= 0, "#2f6fde", "#f08c2e").astype(object)
+    if highlight is not None:
+        colors[highlight] = "#ff2d95"
+    fig = go.Figure(go.Bar(x=np.arange(len(sums)), y=sums, marker_color=list(colors),
+                           hovertemplate="input channel %{x}: %{y:.5g}<extra></extra>"))
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=36, b=10), font=_FONT, bargap=0.1,
+                      title=dict(text=f"Sum of products per input channel (total "
+                                      f"{arith.total:.5g})", font=dict(size=13)),
+                      xaxis=dict(title="input channel"), yaxis=dict(title="contribution"))
+    return fig
+
+
+def window_figure(layer_input: np.ndarray, arith: ConvArithmetic, input_channel: int,
+                  title: str) -> go.Figure:
+    """One channel of the layer's input with the kernel's window drawn where it sits."""
+    values = layer_input[:, :, input_channel]
+    fig = go.Figure(go.Heatmap(z=values, colorscale="Viridis", showscale=False,
+                               hovertemplate="row %{y}, column %{x}: %{z:.5g}<extra></extra>"))
+    r0, r1 = int(arith.input_rows.min()), int(arith.input_rows.max())
+    c0, c1 = int(arith.input_cols.min()), int(arith.input_cols.max())
+    fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5,
+                  line=dict(color="#ff2d95", width=2))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+                      title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(constrain="domain", showgrid=False),
+                      yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
+    return fig

@@ -1,0 +1,90 @@
+"""Plotly figures. The engine returns numbers; figures are built here."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from engine.models.architecture import LayerInfo
+
+_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
+
+
+def top_k_bars(pairs: list[tuple[str, float]]) -> go.Figure:
+    """Horizontal bars of (class name, probability), the most likely on top."""
+    names = [name for name, _ in pairs][::-1]
+    probs = [p for _, p in pairs][::-1]
+    fig = go.Figure(go.Bar(x=probs, y=names, orientation="h", text=[f"{p:.1%}" for p in probs],
+                           textposition="auto", marker_color="#2f6fde",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_layout(height=40 + 34 * len(pairs), margin=dict(l=0, r=10, t=10, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%"), font=_FONT,
+                      yaxis=dict(automargin=True))
+    return fig
+
+
+def layer_stack(rows: list[LayerInfo]) -> go.Figure:
+    """The classic layer-stack diagram: one box per spatial layer, its height the spatial size
+    (shrinking with depth) and its width the number of channels (growing), log-scaled."""
+    spatial = [r for r in rows if len(r.output_shape) == 3 and r.type not in ("Functional",
+                                                                               "Sequential")]
+    flat = [r for r in rows if len(r.output_shape) == 1 and r.type not in ("Functional",
+                                                                            "Sequential")]
+    fig = go.Figure()
+    if not spatial:
+        return fig
+    max_side = max(max(r.output_shape[0] or 1, 1) for r in spatial)
+    x = 0.0
+    xs, hover, colors = [], [], []
+    for r in spatial + flat:
+        if len(r.output_shape) == 3:
+            h, _, c = (v or 1 for v in r.output_shape)
+            height = 0.15 + 0.85 * math.sqrt(h / max_side)
+        else:
+            c = r.output_shape[0] or 1
+            height = 0.08
+        width = 0.25 + 0.35 * math.log2(max(c, 1))
+        color = {"Conv2D": "#2f6fde", "DepthwiseConv2D": "#5b8def", "SeparableConv2D": "#5b8def",
+                 "MaxPooling2D": "#f08c2e", "AveragePooling2D": "#f08c2e",
+                 "Dense": "#2e9e5b"}.get(r.type, "#9aa5b1")
+        fig.add_shape(type="rect", x0=x, x1=x + width, y0=-height / 2, y1=height / 2,
+                      fillcolor=color, opacity=0.85, line=dict(color="white", width=0.5))
+        xs.append(x + width / 2)
+        shape = "x".join(str(v) for v in r.output_shape)
+        if len(spatial) + len(flat) <= 40:  # readable labels only where they fit
+            fig.add_annotation(x=x + width / 2, y=-0.5, text=shape, showarrow=False,
+                               textangle=-90, yanchor="top", font=dict(size=10))
+        hover.append(f"{r.path}<br>{r.type}<br>output {shape}")
+        colors.append(color)
+        x += width + 0.15
+    fig.add_trace(go.Scatter(x=xs, y=[0] * len(xs), mode="markers", hovertext=hover,
+                             hoverinfo="text", marker=dict(size=12, color=colors, opacity=0)))
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+                      showlegend=False, xaxis=dict(visible=False),
+                      yaxis=dict(visible=False, range=[-1.0, 0.55]),
+                      title=dict(text="Box height = spatial size, box width = channels (log). "
+                                      "Blue: convolution, orange: pooling, green: dense, grey: other",
+                                 font=dict(size=12)))
+    return fig
+
+
+def shape_profile(rows: list[LayerInfo]) -> go.Figure:
+    """Spatial side and channel count along the depth of the network (two y axes)."""
+    spatial = [r for r in rows if len(r.output_shape) == 3 and r.type not in ("Functional",
+                                                                               "Sequential")]
+    names = [r.path for r in spatial]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(range(len(spatial))), y=[r.output_shape[0] for r in spatial],
+                             name="spatial size (height)", mode="lines+markers", hovertext=names,
+                             line=dict(color="#f08c2e")))
+    fig.add_trace(go.Scatter(x=list(range(len(spatial))), y=[r.output_shape[2] for r in spatial],
+                             name="channels", mode="lines+markers", hovertext=names, yaxis="y2",
+                             line=dict(color="#2f6fde")))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10), font=_FONT,
+                      xaxis=dict(title="layer (input to output)"),
+                      yaxis=dict(title="height of the feature maps", rangemode="tozero"),
+                      yaxis2=dict(title="channels", overlaying="y", side="right",
+                                  rangemode="tozero"),
+                      legend=dict(orientation="h", y=1.1))
+    return fig
