@@ -11,6 +11,16 @@ from engine.models.architecture import LayerInfo
 _FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 
 
+_DRAWN = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "MaxPooling2D",
+          "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "Dense")
+
+
+def _drawn(rows: list[LayerInfo]) -> list[LayerInfo]:
+    """The layers a stack diagram shows: the ones that change the shape or learn filters
+    (normalisation, activation and padding rows would drown them in deep networks)."""
+    return [r for r in rows if r.type in _DRAWN and r.output_shape is not None]
+
+
 def top_k_bars(pairs: list[tuple[str, float]]) -> go.Figure:
     """Horizontal bars of (class name, probability), the most likely on top."""
     names = [name for name, _ in pairs][::-1]
@@ -27,10 +37,8 @@ def top_k_bars(pairs: list[tuple[str, float]]) -> go.Figure:
 def layer_stack(rows: list[LayerInfo]) -> go.Figure:
     """The classic layer-stack diagram: one box per spatial layer, its height the spatial size
     (shrinking with depth) and its width the number of channels (growing), log-scaled."""
-    spatial = [r for r in rows if len(r.output_shape) == 3 and r.type not in ("Functional",
-                                                                               "Sequential")]
-    flat = [r for r in rows if len(r.output_shape) == 1 and r.type not in ("Functional",
-                                                                            "Sequential")]
+    spatial = [r for r in _drawn(rows) if len(r.output_shape) == 3]
+    flat = [r for r in _drawn(rows) if len(r.output_shape) == 1]
     fig = go.Figure()
     if not spatial:
         return fig
@@ -64,15 +72,14 @@ def layer_stack(rows: list[LayerInfo]) -> go.Figure:
                       showlegend=False, xaxis=dict(visible=False),
                       yaxis=dict(visible=False, range=[-1.0, 0.55]),
                       title=dict(text="Box height = spatial size, box width = channels (log). "
-                                      "Blue: convolution, orange: pooling, green: dense, grey: other",
+                                      "Blue: convolution, orange: pooling, green: dense, grey: flatten / global pooling",
                                  font=dict(size=12)))
     return fig
 
 
 def shape_profile(rows: list[LayerInfo]) -> go.Figure:
     """Spatial side and channel count along the depth of the network (two y axes)."""
-    spatial = [r for r in rows if len(r.output_shape) == 3 and r.type not in ("Functional",
-                                                                               "Sequential")]
+    spatial = [r for r in _drawn(rows) if len(r.output_shape) == 3]
     names = [r.path for r in spatial]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=list(range(len(spatial))), y=[r.output_shape[0] for r in spatial],

@@ -108,6 +108,8 @@ def _own_model() -> ExplorableModel | None:
                               key="model_upload")
     path = st.text_input("or a model file on this computer", **state.durable("model_path", ""),
                          placeholder="/path/to/model.keras")
+    if st.session_state.get("model_prep") not in PREPROCESSING_MODES:  # e.g. a hand-edited URL
+        st.session_state["model_prep"] = "unit"
     prep = st.selectbox("Its preprocessing", list(PREPROCESSING_MODES),
                         format_func=lambda m: PREPROCESSING_MODES[m],
                         **state.durable("model_prep", "unit"))

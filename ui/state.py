@@ -13,7 +13,8 @@ import secrets
 import streamlit as st
 
 #: durable key -> query parameter; list values are joined with ","
-URL_KEYS = {"model": "model", "images": "images", "upload_token": "u"}
+URL_KEYS = {"model": "model", "images": "images", "upload_token": "u", "model_path": "path",
+            "model_prep": "prep"}
 _LISTS = {"images"}
 
 

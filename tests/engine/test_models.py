@@ -20,7 +20,7 @@ from engine.models.catalogue import CATALOGUE
 from engine.models.preprocessing import preprocess
 from tests.conftest import ROOT, SHARED_WEIGHTS
 
-APPLICATIONS = ["vgg16", "vgg19", "resnet50", "mobilenet_1", "mobilenet_0.25", "mobilenet_v2",
+APPLICATIONS = ["vgg16", "vgg19", "resnet50", "mobilenet_1.0", "mobilenet_0.25", "mobilenet_v2",
                 "efficientnet_b0", "inception_v3", "densenet121", "xception"]
 
 
