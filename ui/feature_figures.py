@@ -268,7 +268,7 @@ def stats_figure(stats: ChannelStats, order: np.ndarray) -> go.Figure:
     labels = [str(c) for c in order]
     colors = np.where(stats.dead[order], "#dc2828", "#2f6fde")
     fig = go.Figure([
-        go.Bar(x=labels, y=stats.mean[order], name="mean", marker_color=colors,
+        go.Bar(x=labels, y=stats.mean[order], name="mean (red: dead)", marker_color=colors,
                customdata=stats.zero_fraction[order],
                hovertemplate="channel %{x}<br>mean %{y:.4g}<br>zeros %{customdata:.0%}"
                              "<extra></extra>"),
@@ -301,8 +301,8 @@ def layers_strip(columns: list[StripColumn], colormap: str, tile: int = 84,
                  per_row: int = 10) -> np.ndarray:
     """The classic "intermediate activations" figure as one image: a column per layer from
     input to output, each with a few channels, titled with the layer's name and shape.
-    Tiles keep the maps' relative sizes: a 224-pixel map fills its tile, a 14-pixel one a
-    corner of it, so the shrinking with depth is visible."""
+    Tiles shrink with the maps (on a log scale, so deep maps stay visible), so the shrinking
+    with depth shows at a glance; the subtitle gives the true shape."""
     if not columns:
         return np.full((10, 10, 3), 255, np.uint8)
     depth = max(len(c.tiles) for c in columns)
@@ -321,8 +321,10 @@ def layers_strip(columns: list[StripColumn], colormap: str, tile: int = 84,
         draw.text((x0, y0), _fit(column.title, tile, font, draw), fill=(30, 30, 30), font=font)
         draw.text((x0, y0 + 12), column.subtitle, fill=(110, 110, 110), font=font)
         for j, t in enumerate(column.tiles):
-            side = max(1, round(tile * max(t.shape[0], t.shape[1]) / largest))
-            side = max(side, min(tile, 12))
+            # Side on a log scale of the map's size: a 7-pixel map is drawn smaller than a
+            # 224-pixel one, yet big enough to see what it shows.
+            share = math.log(max(t.shape[:2])) / math.log(largest) if largest > 1 else 1.0
+            side = max(8, round(tile * (0.35 + 0.65 * share)))
             th = max(1, round(side * t.shape[0] / max(t.shape[:2])))
             tw = max(1, round(side * t.shape[1] / max(t.shape[:2])))
             if t.ndim == 2:
@@ -375,11 +377,12 @@ def arithmetic_figure(arith: ConvArithmetic, input_channel: int) -> go.Figure:
     kh, kw = patch.shape
     for i, (values, scale) in enumerate(((patch, "Viridis"), (kernel, "RdBu_r"),
                                          (products, "RdBu_r")), start=1):
+        padded = ~arith.inside if i != 2 else np.zeros_like(arith.inside)  # weights are real
         span = float(np.abs(values).max()) or 1.0
         zmin, zmax = (-span, span) if scale == "RdBu_r" else (float(values.min()),
                                                               float(values.max()) or 1.0)
-        text = [[("pad" if not arith.inside[r, c] else f"{values[r, c]:.3g}") for c in range(kw)]
-                for r in range(kh)]
+        text = [[("pad" if padded[r, c] else f"{values[r, c] + 0.0:.3g}")
+                 for c in range(kw)] for r in range(kh)]  # + 0.0 turns -0 into 0
         fig.add_trace(go.Heatmap(z=values, zmin=zmin, zmax=zmax, colorscale=scale,
                                  text=text, texttemplate="%{text}" if kh * kw <= 81 else None,
                                  textfont=dict(size=11), showscale=False,
@@ -419,6 +422,36 @@ def window_figure(layer_input: np.ndarray, arith: ConvArithmetic, input_channel:
                   line=dict(color="#ff2d95", width=2))
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
                       title=dict(text=title, font=dict(size=13)),
+                      xaxis=dict(constrain="domain", showgrid=False),
+                      yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
+    return fig
+
+
+def position_figure(values: np.ndarray, row: int, col: int, colormap: str, low: float,
+                    high: float, window: int = 24) -> go.Figure:
+    """A ``window`` x ``window`` crop of one channel around (row, col), one transparent marker
+    per cell so that a click picks a position (Streamlit reports clicks on markers, not on
+    heatmap cells). Axes keep the map's own row and column numbers."""
+    h, w = values.shape
+    r0 = int(np.clip(row - window // 2, 0, max(0, h - window)))
+    c0 = int(np.clip(col - window // 2, 0, max(0, w - window)))
+    crop = values[r0:r0 + window, c0:c0 + window]
+    rows, cols = np.mgrid[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]]
+    fig = go.Figure(go.Heatmap(z=crop, x=np.arange(c0, c0 + crop.shape[1]),
+                               y=np.arange(r0, r0 + crop.shape[0]), zmin=low, zmax=high,
+                               colorscale=COLORMAPS[colormap], showscale=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=cols.ravel(), y=rows.ravel(), mode="markers", showlegend=False,
+        customdata=np.stack([rows.ravel(), cols.ravel()], axis=1),
+        hovertext=[f"row {r}, column {c}: {crop[r - r0, c - c0]:.5g}"
+                   for r, c in zip(rows.ravel(), cols.ravel())], hoverinfo="text",
+        marker=dict(symbol="square", size=max(6, 300 // max(crop.shape)), color="rgba(0,0,0,0)"),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
+    fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
+                  line=dict(color="#ff2d95", width=3))
+    fig.update_layout(height=340, width=340, margin=dict(l=30, r=10, t=30, b=30), font=_FONT,
+                      title=dict(text="Click a position", font=dict(size=13)), dragmode=False,
+                      clickmode="event+select", hovermode="closest",
                       xaxis=dict(constrain="domain", showgrid=False),
                       yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
     return fig

@@ -24,6 +24,7 @@ from ui.text import md_escape
 PAGES = [
     ("app.py", "Home / Predict", ":material/home:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
+    ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
 ]
 OWN_MODEL = "own"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]

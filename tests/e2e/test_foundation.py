@@ -84,6 +84,8 @@ def test_reload_keeps_model_and_images(page, server):
     page.get_by_role("button", name="Remove Shape: star").click()
     expect(page.get_by_role("button", name="Remove Shape: star")).to_have_count(0)
     _idle(page)
+    # The rerun that writes the new choice into the URL may start after the app looked idle.
+    page.wait_for_url(re.compile(r"images=shape%3Aring"), timeout=LOAD)
     before = _uploaded_names(page)
     assert "Shape: ring" in before and "Shape: star" not in before
     page.reload()
