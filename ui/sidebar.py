@@ -92,8 +92,9 @@ def _imagenet_model(name: str) -> ExplorableModel:
         st.caption(f"By default Keras downloads '{spec.weights_file}' (about "
                    f"{spec.download_mb:g} MB) once and keeps it in ~/.keras/models. Offline, give "
                    "a weights file here instead.")
-        path = st.text_input("Weights file on this computer", key=f"weights_path_{name}",
-                             placeholder="/path/to/" + spec.weights_file)
+        path = st.text_input("Weights file on this computer",
+                             placeholder="/path/to/" + spec.weights_file,
+                             **state.durable(f"weights_path_{name}", ""))
         upload = st.file_uploader("or upload a weights file", type=["h5"], key=f"weights_up_{name}")
     if upload is not None:
         target = model_uploads_dir(state.upload_token()) / gallery_images.safe_file_name(upload.name)
