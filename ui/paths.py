@@ -1,4 +1,4 @@
-"""Where the app keeps files between sessions (uploads now; data sets and runs later)."""
+"""Where the app keeps files between sessions: uploads, data sets, training runs, caches."""
 
 from __future__ import annotations
 
@@ -26,4 +26,28 @@ def model_uploads_dir(token: str) -> Path:
     """Uploaded model and weights files, apart from the uploaded images."""
     path = uploads_dir(token) / "models"
     path.mkdir(exist_ok=True)
+    return path
+
+
+def datasets_dir() -> Path:
+    """The data folder: one sub-folder per imported data set (engine.data writes there)."""
+    path = home() / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """The training runs: one sub-folder per run (engine.training writes there).
+    ``$CNN_EXPLORER_RUNS`` overrides it, as it does for the command line."""
+    override = os.environ.get("CNN_EXPLORER_RUNS")
+    path = Path(override).expanduser() if override else home() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir(name: str) -> Path:
+    """A folder of computed results that can be thrown away and computed again
+    (``<home>/cache/<name>``; activation maximisation keeps its images there)."""
+    path = home() / "cache" / name
+    path.mkdir(parents=True, exist_ok=True)
     return path

@@ -25,6 +25,7 @@ PAGES = [
     ("app.py", "Home / Predict", ":material/home:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
+    ("pages/dataset.py", "Data set", ":material/dataset:"),
 ]
 OWN_MODEL = "own"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]

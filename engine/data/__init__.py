@@ -1,5 +1,27 @@
-"""Data sets: the procedural shapes set the demo model is trained on."""
+"""Data sets: the procedural shapes set the demo model is trained on; importing image data
+sets (zip, folder), their sanity report and streaming them with tf.data."""
 
+from engine.data.dataset import (
+    Dataset,
+    DatasetFile,
+    SkippedFile,
+    ZipLimits,
+    delete_dataset,
+    export_demo,
+    import_folder,
+    import_zip,
+    list_datasets,
+    open_dataset,
+)
+from engine.data.pipeline import (
+    Augmentation,
+    augment_samples,
+    augmentation_layers,
+    load_augmentation,
+    save_augmentation,
+    tf_dataset,
+)
+from engine.data.report import DatasetReport, DuplicatePair, inspect, load_report
 from engine.data.shapes import (
     CLASS_NAMES,
     ShapesBatch,
@@ -16,4 +38,25 @@ __all__ = [
     "make_shape_mask",
     "make_shapes",
     "write_sample_images",
+    # data sets on disk
+    "Augmentation",
+    "Dataset",
+    "DatasetFile",
+    "DatasetReport",
+    "DuplicatePair",
+    "SkippedFile",
+    "ZipLimits",
+    "augment_samples",
+    "augmentation_layers",
+    "delete_dataset",
+    "export_demo",
+    "import_folder",
+    "import_zip",
+    "inspect",
+    "list_datasets",
+    "load_augmentation",
+    "load_report",
+    "open_dataset",
+    "save_augmentation",
+    "tf_dataset",
 ]

@@ -51,8 +51,10 @@ def test_upload_predict_then_model_page(page, server, tmp_path):
         ".length >= 4", timeout=LOAD)
     screenshot(page, "home_predict")
 
-    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]',
-                 has_text="Model").click()
+    # By address, not text: the link text holds icon names ("model_training" contains "Model").
+    page.locator('[data-testid="stSidebar"] a[data-testid="stPageLink-NavLink"]'
+                 ':is([href="model"], [href^="model?"])'
+                 ).click()
     expect(page.get_by_role("heading", name="Every layer")).to_be_visible(timeout=LOAD)
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible(timeout=LOAD)
     _idle(page)
