@@ -80,8 +80,10 @@ def test_scratch_model_from_rgb_images_of_any_size_equals_keras(scratch, photos)
 
 def test_keras_application_with_random_weights_equals_keras(photos):
     model = load_model("mobilenet_0.25", weights=None)
-    layers = ["conv1", "conv1_relu", "conv_dw_5", "conv_pw_13_relu", "global_average_pooling2d",
-              "predictions"]
+    # Keras numbers auto-named layers per process ("global_average_pooling2d_3"): find it by type.
+    gap = next(l.name for l in model.keras_model.layers
+               if isinstance(l, keras.layers.GlobalAveragePooling2D))
+    layers = ["conv1", "conv1_relu", "conv_dw_5", "conv_pw_13_relu", gap, "predictions"]
     maps = features.feature_maps(model, photos[:1], layers)
     x = _network_input(model, photos[:1])
     for path in layers:

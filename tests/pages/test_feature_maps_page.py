@@ -90,7 +90,7 @@ def test_mobilenet_with_a_weights_file_given_in_the_sidebar(app):
     if not weights.is_file():
         pytest.skip("no shared MobileNet weights file here")
     at = _open(app, model="mobilenet_0.25", images=IMAGES)
-    at.sidebar.text_input(key="weights_path_mobilenet_0.25").input(str(weights)).run()
+    at.sidebar.text_input(key="_w_weights_path_mobilenet_0.25").input(str(weights)).run()
     assert not at.exception
     assert at.selectbox(key="_w_fm_layer").value == "conv_pw_7"
     assert _grid_spec(at)["data"][0]["type"] == "image"
