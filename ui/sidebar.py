@@ -26,6 +26,7 @@ PAGES = [
     ("pages/model.py", "Model", ":material/account_tree:"),
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
     ("pages/dataset.py", "Data set", ":material/dataset:"),
+    ("pages/filters.py", "Filters", ":material/auto_awesome:"),
 ]
 OWN_MODEL = "own"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]

@@ -1,0 +1,446 @@
+"""Filters: the image each filter (or class) responds to most, real images that excite it, and
+DeepDream.
+
+A layer is computed by a background job (``ui.filter_jobs``) that writes every finished batch to
+a disk cache; this page only starts, polls and draws it. Leaving the page does not stop the job,
+and reopening a computed layer reads the cache.
+"""
+
+import functools
+
+import numpy as np
+import streamlit as st
+
+from engine import actmax
+from engine.actmax.jobs import FAILED, FINISHED, STOPPED, WAITING
+from engine.actmax.top_examples import layer_responses, top_examples
+from engine.data import list_datasets, make_shapes
+from engine.errors import CNNExplorerError
+from engine.images import load_image
+from ui import filters_figures as fig
+from ui import state
+from ui.errors import shown_errors
+from ui.filter_jobs import job_registry
+from ui.page import page
+from ui.paths import cache_dir, datasets_dir
+from ui.text import md_escape
+
+EXPLAINER = """
+Each filter of a convolution layer is a pattern detector. To see **what a filter looks for**, we
+start from a grey image and change it, step by step, in the direction that makes the filter
+respond more strongly (*activation maximisation*). The result is the picture this filter "wants
+to see", drawn in the network's own vocabulary: early layers want edges and colours, deeper
+layers textures, parts and whole shapes.
+
+- **The grid** has one such picture per filter; the number above it is the filter's index.
+  Filters appear as they are finished. Click a picture (or pick its number) to see it large,
+  how its activation rose over the steps, and **real images that excite it most**, with the
+  patch the filter sees (its *receptive field*) framed in pink.
+- **Settings.** *Steps*: more steps, stronger images, longer wait. *Fourier* describes the image
+  by its frequencies, which gives smoother, more natural pictures than changing *pixels*
+  directly. Small random **shifts, zooms and turns** at every step keep the picture from
+  exploiting one exact alignment. **Regularisers** (total variation, L2, blur) are penalties
+  subtracted from the objective: they prefer smooth, moderate images.
+- **What to maximise**: the filter's mean response over the whole picture (*channel*), or its
+  response at the centre only (*neuron*, a single unit whose view is limited to its receptive
+  field).
+- **Classes** does the same for a class score (before the softmax): what "triangle" looks like
+  to the model. **DeepDream** starts from one of your images instead of grey and amplifies
+  whatever a layer already sees in it, at several sizes (*octaves*).
+
+A whole layer takes a while on a CPU. It keeps computing when you switch pages, and finished
+filters are kept on disk, so reopening the page is instant.
+"""
+
+VIEWS = {"layer": "Filters of a layer", "class": "Classes", "dream": "DeepDream"}
+MODES = {"all": "All filters", "range": "A range", "pick": "Pick filters"}
+OBJECTIVES = {"channel": "Channel (mean over the whole map)", "neuron": "Neuron (centre only)"}
+PARAMS = {"fourier": "Fourier (decorrelated)", "pixels": "Pixels"}
+SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
+DEFAULT_MAX_CLASSES = 12
+EXAMPLE_IMAGES = 120  # images drawn from a data set to find top examples in
+TOP_K = 6
+DREAM_WIDTH = 360  # pixels on screen for the image and its dream, side by side
+
+
+# ------------------------------------------------------------------------------ cached work
+@st.cache_data(show_spinner="Running the images through the network...", max_entries=16)
+def _responses(_model, model_key: str, layer: str, source_key: str, _images):
+    return layer_responses(_model, layer, _images)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _grid_picture(request_key: tuple, units: tuple, _images: np.ndarray, labels: tuple):
+    """The grid and its PNG, drawn once per set of finished units (the page polls often)."""
+    grid = fig.image_grid(_images, list(labels))
+    return grid, fig.png_bytes(grid.image)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _shapes(size: int) -> np.ndarray:
+    return make_shapes(EXAMPLE_IMAGES, size=size, seed=2024).images
+
+
+@st.cache_data(show_spinner="Loading images of the data set...", max_entries=4)
+def _dataset_images(folder: str, dataset_key: str) -> list[np.ndarray]:
+    dataset = next(d for d in list_datasets(datasets_dir()) if str(d.folder) == folder)
+    files = dataset.files_in(None)
+    picks = np.linspace(0, len(files) - 1, min(EXAMPLE_IMAGES, len(files))).round().astype(int)
+    images = []
+    for i in dict.fromkeys(picks.tolist()):
+        try:
+            images.append(load_image(dataset.path_of(files[i])))
+        except CNNExplorerError:
+            continue  # a file changed since the import: leave it out
+    return images
+
+
+# ------------------------------------------------------------------------------ settings
+def _settings(model, objective_choice: bool) -> dict:
+    """The optimisation settings (durable across pages), as ``actmax.plan`` arguments."""
+    default_side = actmax.default_size(model)[0]
+    sizes = sorted(set(SIZES) | {default_side})
+    with st.expander("Settings", icon=":material/tune:"):
+        c1, c2, c3, c4 = st.columns(4)
+        steps = c1.number_input("Steps", 0, 2048, step=16, **state.durable("am_steps", 128),
+                                help="Optimisation steps per image: more gives stronger, "
+                                     "crisper pictures and takes longer.")
+        size = c2.selectbox("Image size (pixels)", sizes, **state.durable("am_size", default_side),
+                            help="Side of the square image. Convolution layers take any size; "
+                                 "class scores get it resized to the model's input.")
+        lr = c3.number_input("Learning rate", 0.005, 2.0, step=0.05, format="%.3f",
+                             **state.durable("am_lr", 0.2),
+                             help="How far each step moves (Adam), decayed to a tenth along "
+                                  "the steps.")
+        param = c4.radio("Parameterisation", list(PARAMS), format_func=PARAMS.get,
+                         **state.durable("am_param", "fourier"),
+                         help="Fourier: the image's frequencies, scaled like natural images "
+                              "(Olah et al., 2017). Pixels: every pixel directly.")
+        c1, c2, c3, c4 = st.columns(4)
+        jitter = c1.slider("Random shift (pixels)", 0, 32,
+                           **state.durable("am_jitter", max(1, round(default_side / 16))))
+        scale = c2.slider("Random zoom (±)", 0.0, 0.5, step=0.05,
+                          **state.durable("am_scale", 0.1))
+        rotate = c3.slider("Random turn (± degrees)", 0, 45, **state.durable("am_rotate", 5))
+        decorrelate = c4.toggle("Decorrelate colours", **state.durable("am_decorrelate", True),
+                                help="Change colours along natural images' main colour axes.")
+        c1, c2, c3, c4 = st.columns(4)
+        tv = c1.number_input("Total variation weight", 0.0, 100.0, step=0.5,
+                             **state.durable("am_tv", 0.0),
+                             help="Subtracts this times the mean difference between "
+                                  "neighbouring pixels: smoother pictures.")
+        l2 = c2.number_input("L2 weight", 0.0, 100.0, step=0.5, **state.durable("am_l2", 0.0),
+                             help="Subtracts this times the squared distance from grey: "
+                                  "calmer colours.")
+        blur = c3.number_input("Blur weight", 0.0, 100.0, step=0.5,
+                               **state.durable("am_blur", 0.0),
+                               help="Subtracts this times the distance from a blurred copy.")
+        seed = c4.number_input("Seed", 0, 10_000, **state.durable("am_seed", 0))
+        coarse = st.toggle("Coarse to fine: first half of the steps at half size",
+                           **state.durable("am_coarse", False),
+                           help="Faster on large images; trained networks respond to patterns "
+                                "at the scale they learned, so the pictures end weaker.")
+        objective = "channel"
+        if objective_choice:
+            objective = st.radio("What to maximise", list(OBJECTIVES), format_func=OBJECTIVES.get,
+                                 horizontal=True, **state.durable("am_objective", "channel"))
+    return dict(objective=objective, steps=int(steps), size=int(size), learning_rate=float(lr),
+                param=param, jitter=int(jitter), scale=float(scale), rotate=float(rotate),
+                decorrelate=bool(decorrelate), tv=float(tv), l2=float(l2), blur=float(blur),
+                seed=int(seed), coarse_to_fine=bool(coarse))
+
+
+def _pick_units(n: int, key: str, names: list[str] | None = None,
+                default_mode: str = "all") -> list[int]:
+    """All, a range, or chosen filters (or classes) out of ``n``."""
+    noun = "classes" if names else "filters"
+    mode = st.radio(f"Which {noun}", list(MODES), horizontal=True,
+                    format_func=lambda m: MODES[m].replace("filters", noun),
+                    **state.durable(f"am_mode_{key}", default_mode))
+    if mode == "range" and n > 1:
+        low, high = st.session_state.get(f"am_range_{key}", (0, min(n - 1, 15)))
+        st.session_state[f"am_range_{key}"] = (min(low, n - 1), min(high, n - 1))
+        low, high = st.slider(f"Range of {noun}", 0, n - 1,
+                              **state.durable(f"am_range_{key}", (0, 0)))
+        return list(range(low, high + 1))
+    if mode == "pick":
+        chosen = [u for u in st.session_state.get(f"am_pick_{key}", [0]) if u < n] or [0]
+        st.session_state[f"am_pick_{key}"] = chosen
+        picked = st.multiselect(f"Choose {noun}", list(range(n)),
+                                format_func=(lambda u: f"{u}: {names[u]}") if names else str,
+                                **state.durable(f"am_pick_{key}", chosen))
+        return sorted(picked)
+    return list(range(n))
+
+
+# ------------------------------------------------------------------------------ the job
+def _start(request, folder) -> None:
+    job_registry().start(request.key, functools.partial(actmax.run, request, cache_dir=folder),
+                         len(request.units))
+
+
+def _status_line(job, result, total: int, noun: str) -> str:
+    done = len(result)
+    if job is None:
+        return (f"All {total} {noun} come from the cache." if done == total
+                else f"{done} of {total} {noun} are in the cache. Press Start to compute "
+                     f"{'the rest' if done else 'them'}.")
+    if job.status == WAITING:
+        return "Waiting for another computation on this server to finish..."
+    p = job.progress
+    if job.alive:
+        batch = f" · current batch: {len(p.batch)} {noun}, step {p.step}/{p.steps}" if p.batch \
+            and p.finished is None else ""
+        return f"Computing: {done} of {total} {noun} done{batch}"
+    seconds = (job.ended or 0) - (job.started or 0)
+    if job.status == FINISHED:
+        return f"Done: {done} of {total} {noun} in {seconds:.0f} s."
+    if job.status == STOPPED:
+        return f"Stopped: {done} of {total} {noun} done (kept in the cache)."
+    return f"Failed after {done} of {total} {noun}."
+
+
+def _grid(request, folder, labels: list[str], noun: str, key: str, polling: bool) -> None:
+    """Progress, the grid and the grid download; reruns the whole page when a tile is picked
+    or the job ends (this runs as a polling fragment while the job computes)."""
+    job = job_registry().get(request.key)
+    if polling and (job is None or not job.alive):
+        st.rerun()  # the job ended: draw the final state, stop polling
+    result = actmax.cached(request, folder)
+    total = len(request.units)
+    fraction = job.fraction if job is not None and job.alive else len(result) / max(total, 1)
+    st.progress(min(1.0, fraction), text=_status_line(job, result, total, noun))
+    if job is not None and job.status == FAILED:
+        st.error(md_escape(job.error or "The computation failed."), icon=":material/error:")
+    if not len(result):
+        return
+    units = [int(u) for u in result.units]
+    grid, png = _grid_picture(request.key, tuple(units), result.images,
+                              tuple(labels[u].removeprefix("filter ") for u in units))
+    hover = [f"{labels[u]}<br>activation {a:.4g} (start {s:.3g})"
+             for u, a, s in zip(units, result.activations, result.initial)]
+    selected = st.session_state.get(f"am_selected_{key}")
+    index = units.index(selected) if selected in units else None
+    st.plotly_chart(fig.grid_figure(grid, hover, index, png=png), key=f"am_grid_{key}",
+                    on_select=functools.partial(_tile_clicked, key, units),
+                    selection_mode="points", width="content", config={"displayModeBar": False})
+    st.download_button("Download the grid (PNG)", png,
+                       f"{request.model.name}_{key}_grid.png", "image/png",
+                       icon=":material/download:", key=f"am_grid_png_{key}")
+    # A click inside the polling fragment reruns only the fragment: rerun the page so that the
+    # details below show the clicked tile.
+    seen = f"_am_seen_{key}"
+    clicked = st.session_state.get(seen, selected) != selected
+    st.session_state[seen] = selected
+    if polling and clicked:
+        st.rerun()
+
+
+def _tile_clicked(key: str, units: list[int]) -> None:
+    points = st.session_state[f"am_grid_{key}"].selection.points
+    if points:
+        st.session_state[f"am_selected_{key}"] = units[int(points[0]["customdata"])]
+
+
+def _job_section(request, labels: list[str], noun: str, key: str) -> actmax.ActMaxResult:
+    """Start/stop buttons, then the grid (polled while the job runs); returns what is done."""
+    folder = cache_dir("actmax")
+    job = job_registry().get(request.key)  # a Start click has already started it (callback)
+    running = job is not None and job.alive
+    with st.container(horizontal=True):
+        st.button("Start", type="primary", icon=":material/play_arrow:", key=f"am_start_{key}",
+                  disabled=running, on_click=_start, args=(request, folder))
+        st.button("Stop", icon=":material/stop:", key=f"am_stop_{key}", disabled=not running,
+                  on_click=lambda: job.stop())
+    if running:
+        st.fragment(_grid, run_every=1.0)(request, folder, labels, noun, key, polling=True)
+    else:
+        _grid(request, folder, labels, noun, key, polling=False)
+    return actmax.cached(request, folder)
+
+
+# ------------------------------------------------------------------------------ details
+def _details(model, result, labels: list[str], key: str, layer: str | None, selection) -> None:
+    units = [int(u) for u in result.units]
+    state_key = f"am_selected_{key}"
+    if st.session_state.get(state_key) not in units:
+        st.session_state[state_key] = units[0]
+    st.session_state[f"_w_{state_key}"] = st.session_state[state_key]
+    st.subheader("One " + ("class" if layer is None else "filter") + " up close")
+    unit = st.selectbox("Look closer at", units, format_func=lambda u: labels[u],
+                        key=f"_w_{state_key}",
+                        on_change=lambda: st.session_state.update(
+                            {state_key: st.session_state[f"_w_{state_key}"]}))
+    i = units.index(unit)
+    left, right = st.columns([1, 2])
+    with left:
+        st.image(fig.enlarge(result.images[i], 320), caption=labels[unit], output_format="PNG")
+        st.download_button("Download this image (PNG)", fig.png_bytes(result.images[i]),
+                           f"{model.name}_{key}_{unit}.png", "image/png",
+                           icon=":material/download:", key=f"am_one_png_{key}")
+    with right:
+        quantity = "Logit" if layer is None else "Activation"
+        st.plotly_chart(fig.history_figure(result.history[i], f"{quantity} of {labels[unit]}",
+                                           float(result.activations[i]),
+                                           float(result.initial[i]), quantity.lower()),
+                        key=f"am_curve_{key}")
+    if layer is not None:
+        _examples(model, layer, unit, selection)
+
+
+def _example_sources(selection) -> dict[str, str]:
+    sources = {"selected": f"The {len(selection.images)} images chosen in the sidebar",
+               "shapes": f"{EXAMPLE_IMAGES} generated shape images"}
+    for dataset in list_datasets(datasets_dir()):
+        sources[f"data:{dataset.folder}"] = f"Data set: {dataset.name}"
+    return sources
+
+
+def _examples(model, layer: str, unit: int, selection) -> None:
+    st.markdown("**Real images that excite it most**")
+    sources = _example_sources(selection)
+    if st.session_state.get("am_source") not in sources:
+        st.session_state["am_source"] = "selected" if selection.images else "shapes"
+    source = st.radio("Examples from", list(sources), format_func=lambda s: md_escape(sources[s]),
+                      horizontal=True, **state.durable("am_source", "selected"))
+    if source == "selected":
+        images = selection.arrays
+        source_key = "selected:" + ",".join(i for i, _, _ in selection.images)
+    elif source == "shapes":
+        images = list(_shapes(max(model.input_size)))
+        source_key = "shapes"
+    else:
+        folder = source.removeprefix("data:")
+        dataset = next(d for d in list_datasets(datasets_dir()) if str(d.folder) == folder)
+        images = _dataset_images(folder, dataset.key)
+        source_key = f"data:{dataset.key}"
+    if not images:
+        st.info("Choose images in the sidebar, or another source.")
+        return
+    with shown_errors("Finding the top examples failed: "):
+        responses = _responses(model, model.key, layer, source_key, images)
+        examples = top_examples(model, responses, images, unit, k=TOP_K)
+        cols = st.columns(len(examples))
+        for col, example in zip(cols, examples):
+            col.image(fig.example_with_box(model.prepare([images[example.index]])[0]
+                                           .round().astype(np.uint8), example.box),
+                      caption=f"activation {example.activation:.3g}", output_format="PNG")
+            col.image(fig.enlarge(example.patch, 96), caption="receptive field",
+                      output_format="PNG")
+        rf = (f"{responses.rf_size}x{responses.rf_size} pixels" if responses.rf_size
+              else "the whole image")
+        st.caption(f"Each image resized to the model's input ({model.input_size[0]}x"
+                   f"{model.input_size[1]}); the frame is the receptive field ({rf}) of the "
+                   "position where the filter responds most.")
+
+
+# ------------------------------------------------------------------------------ the views
+def _layer_view(model, selection) -> None:
+    layers = model.conv_layers
+    layer_key = f"am_layer:{model.key}"
+    if st.session_state.get(layer_key) not in layers:
+        st.session_state[layer_key] = layers[0]
+    layer = st.selectbox("Layer", layers, **state.durable(layer_key, layers[0]),
+                         help="The convolution layers of the model, first to last.")
+    n = actmax.unit_count(model, layer)
+    labels = [f"filter {u}" for u in range(n)]
+    units = _pick_units(n, "layer")
+    options = _settings(model, objective_choice=True)
+    if not units:
+        st.info("Choose at least one filter.")
+        return
+    with shown_errors("Activation maximisation failed: "):
+        request = actmax.plan(model, layer, units, **options)
+        result = _job_section(request, labels, "filters", "layer")
+        if len(result):
+            _details(model, result, labels, "layer", layer, selection)
+
+
+def _class_view(model, selection) -> None:
+    names = model.class_names
+    st.caption(md_escape(f"The model's {len(names)} classes. Each picture maximises the class "
+                         "score before the softmax (on a copy of the output layer)."))
+    units = _pick_units(len(names), "class", names,
+                        "range" if len(names) > DEFAULT_MAX_CLASSES else "all")
+    options = _settings(model, objective_choice=False)
+    if not units:
+        st.info("Choose at least one class.")
+        return
+    labels = [f"{u}: {name}" for u, name in enumerate(names)]
+    with shown_errors("Class visualisation failed: "):
+        request = actmax.plan(model, None, units, **{**options, "objective": "class"})
+        result = _job_section(request, labels, "classes", "class")
+        if len(result):
+            _details(model, result, labels, "class", None, selection)
+
+
+class _DreamProgress:
+    """Shows DeepDream's progress callback in a progress bar."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __call__(self, progress: actmax.Progress) -> None:
+        self.bar.progress(progress.fraction, text=f"Octave {progress.batch[0] + 1} of "
+                                                  f"{progress.units_total}, step {progress.step}")
+
+
+def _dream_view(model, selection) -> None:
+    if not selection.images:
+        st.info("Choose or upload an image in the sidebar.")
+        return
+    labels = {i: label for i, label, _ in selection.images}
+    images = {i: image for i, _, image in selection.images}
+    ids = list(labels)
+    if st.session_state.get("am_dream_image") not in ids:
+        st.session_state["am_dream_image"] = ids[0]
+    c1, c2 = st.columns(2)
+    image_id = c1.selectbox("Image", ids, format_func=lambda i: labels[i],
+                            **state.durable("am_dream_image", ids[0]))
+    layers = model.conv_layers
+    layer_key = f"am_dream_layer:{model.key}"
+    if st.session_state.get(layer_key) not in layers:
+        st.session_state[layer_key] = layers[len(layers) // 2]
+    layer = c2.selectbox("Layer to amplify", layers, **state.durable(layer_key, layers[0]))
+    c1, c2, c3 = st.columns(3)
+    octaves = c1.slider("Octaves", 1, 6, **state.durable("am_octaves", 3),
+                        help="How many image sizes, each 1.4 times the last.")
+    steps = c2.slider("Steps per octave", 1, 100, **state.durable("am_dream_steps", 20))
+    step_size = c3.slider("Step size", 0.005, 0.1, step=0.005, format="%.3f",
+                          **state.durable("am_dream_step", 0.02))
+    key = (model.key, image_id, layer, octaves, steps, step_size)
+    if st.button("Dream", type="primary", icon=":material/auto_awesome:", key="am_dream"):
+        bar = st.progress(0.0, text="Starting...")
+        with shown_errors("DeepDream failed: "):
+            dreamed = actmax.deep_dream(model, images[image_id], layer, octaves=octaves,
+                                        steps=steps, step_size=step_size,
+                                        callback=_DreamProgress(bar))
+            st.session_state["am_dream_result"] = (key, dreamed)
+        bar.empty()
+    stored = st.session_state.get("am_dream_result")
+    left, right = st.columns(2)
+    left.image(images[image_id], caption=md_escape(labels[image_id]), width=DREAM_WIDTH)
+    if stored and stored[0] == key:
+        right.image(stored[1], caption=f"DeepDream on {layer}", width=DREAM_WIDTH,
+                    output_format="PNG")
+        right.download_button("Download the dream (PNG)", fig.png_bytes(stored[1]),
+                              f"deepdream_{layer.replace('/', '_')}.png", "image/png",
+                              icon=":material/download:", key="am_dream_png")
+    else:
+        right.info("Press Dream to amplify what the layer sees in this image.")
+
+
+# ------------------------------------------------------------------------------ the page
+selection = page("Filters", EXPLAINER, icon=":material/auto_awesome:")
+model = selection.model
+if model is None:
+    st.stop()
+
+view = st.radio("Show", list(VIEWS), format_func=VIEWS.get, horizontal=True,
+                **state.durable("am_view", "layer"), label_visibility="collapsed")
+if view == "class":
+    _class_view(model, selection)
+elif view == "dream":
+    _dream_view(model, selection)
+else:
+    _layer_view(model, selection)
