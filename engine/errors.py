@@ -24,3 +24,8 @@ class WeightsUnavailableError(CNNExplorerError):
 
 class InvalidDatasetError(CNNExplorerError):
     """A data set (zip, folder) whose layout or content cannot be used."""
+
+
+class TrainingError(CNNExplorerError):
+    """A training run that cannot start or go on (bad settings, too many runs at once, a model
+    that does not fit the data set)."""

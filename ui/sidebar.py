@@ -14,21 +14,25 @@ from engine.models import ExplorableModel, list_models
 from engine.models.catalogue import CATALOGUE
 from engine.models.loading import MODEL_SUFFIXES
 from engine.models.preprocessing import PREPROCESSING_MODES
+from engine.training import TrainedModel, load_trained, trained_models
 from ui import images as gallery_images
 from ui import state
 from ui.models import get_model
-from ui.paths import model_uploads_dir
+from ui.paths import model_uploads_dir, runs_dir
 from ui.text import md_escape
 
 #: (script, label, icon): the pages, in reading order
 PAGES = [
     ("app.py", "Home / Predict", ":material/home:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
     ("pages/dataset.py", "Data set", ":material/dataset:"),
+    ("pages/saliency.py", "Saliency", ":material/center_focus_strong:"),
     ("pages/filters.py", "Filters", ":material/auto_awesome:"),
 ]
 OWN_MODEL = "own"
+TRAINED = "run:"  # option id prefix of models trained on the Train page: "run:<run id>"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 
 
@@ -61,19 +65,26 @@ def sidebar() -> Selection:
 
 
 # ------------------------------------------------------------------------------------- model
-def _model_title(name: str) -> str:
+def _model_title(name: str, trained: dict[str, TrainedModel]) -> str:
+    if name in trained:
+        return f"Trained: {trained[name].title}"
     return "Your own model file (.keras / .h5)" if name == OWN_MODEL else CATALOGUE[name].title
 
 
 def _model_picker() -> tuple[ExplorableModel | None, str | None]:
-    names = [spec.name for spec in list_models()] + [OWN_MODEL]
+    trained = {TRAINED + t.run_id: t for t in trained_models(runs_dir())}
+    names = [spec.name for spec in list_models()] + list(trained) + [OWN_MODEL]
     if st.session_state.get("model") not in names:
         st.session_state["model"] = "demo"
-    name = st.selectbox("Model", names, format_func=_model_title, **state.durable("model", "demo"),
+    name = st.selectbox("Model", names, format_func=lambda n: _model_title(n, trained),
+                        **state.durable("model", "demo"),
                         help="The network to explore. The demo model works offline; ImageNet "
-                             "models need their weights (downloaded once by Keras, or a file).")
+                             "models need their weights (downloaded once by Keras, or a file). "
+                             "Models trained on the Train page are listed too.")
     try:
-        if name == OWN_MODEL:
+        if name in trained:
+            model = _trained_model(str(trained[name].path.parent), trained[name].version)
+        elif name == OWN_MODEL:
             model = _own_model()
         elif CATALOGUE[name].family == "imagenet":
             model = _imagenet_model(name)
@@ -86,6 +97,13 @@ def _model_picker() -> tuple[ExplorableModel | None, str | None]:
         st.caption(md_escape(f"{model.title} · {model.input_size[0]}x{model.input_size[1]} "
                              f"input · {model.n_classes} classes · {model.source}"))
     return model, None
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _trained_model(run_dir: str, version: float) -> ExplorableModel:
+    """A model trained on the Train page, shared by every session (``version``: the file's
+    modification time, so a model written again is loaded again)."""
+    return load_trained(run_dir)
 
 
 def _imagenet_model(name: str) -> ExplorableModel:

@@ -1,0 +1,72 @@
+"""Saliency: which pixels a model's decision depends on.
+
+    >>> from engine.models import load_model
+    >>> from engine.saliency import explain
+    >>> model = load_model("demo")
+    >>> maps = explain(model, images, method="gradcam")            # top class of each image
+    >>> maps = explain(model, images, method="smoothgrad", target="star", samples=50)
+
+Where things live:
+
+- ``base.py``: the template (``SaliencyMethod``) and the two family bases;
+- ``gradients.py``: vanilla gradients, gradient x input, SmoothGrad, Integrated Gradients;
+- ``cam.py``: Grad-CAM, Grad-CAM++, Layer-CAM, Score-CAM;
+- ``occlusion.py``: occlusion sensitivity;
+- ``graph.py``: the one-graph forward pass (nested models, logits) and the default CAM layer;
+- ``targets.py``: what to explain; ``metrics.py``: faithfulness and localisation scores;
+- ``sanity.py``: the model randomisation check; ``dataset.py``: maps over a data set.
+"""
+
+from __future__ import annotations
+
+from engine.models.explorable import ExplorableModel
+from engine.saliency.base import Progress, SaliencyMethod
+from engine.saliency.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+from engine.saliency.gradients import (GradientXInput, IntegratedGradients, SmoothGrad,
+                                       VanillaGradients)
+from engine.saliency.graph import default_cam_layer, spatial_layer_paths
+from engine.saliency.occlusion import Occlusion
+from engine.saliency.targets import ClassTarget, TopClass
+
+#: method name -> class, fast methods first (the order of the comparison grid)
+METHODS: dict[str, type[SaliencyMethod]] = {cls.name: cls for cls in (
+    GradCAM, VanillaGradients, GradientXInput, GradCAMPlusPlus, LayerCAM, SmoothGrad,
+    IntegratedGradients, Occlusion, ScoreCAM)}
+
+__all__ = ["METHODS", "ClassTarget", "SaliencyMethod", "TopClass", "default_cam_layer",
+           "explain", "spatial_layer_paths"]
+
+
+def explain(model: ExplorableModel, images, method: str = "gradcam", target=None,
+            layer: str | None = None, *, batch_size: int = 16, progress: Progress | None = None,
+            **options):
+    """Saliency maps of ``images`` for ``target`` by ``method``.
+
+    Args:
+        model: a loaded model (never modified).
+        images: one (H, W, 3) uint8 RGB image, a list of them (sizes may differ) or an
+            (N, H, W, 3) array.
+        method: a key of ``METHODS``.
+        target: ``None`` (each image's top class), a class index or name, a ``ClassTarget``, or
+            a list with one of those per image.
+        layer: the layer of the CAM family (a path such as ``"vgg16/block5_conv3"``); ``None``
+            picks ``default_cam_layer``. Ignored by the other methods.
+        batch_size: inputs per forward pass (samples, steps, masks or patches).
+        progress: ``progress(done, total)`` after each batch.
+        **options: the method's options (``METHODS[method].options`` lists them with their
+            defaults), e.g. ``samples=``, ``noise=`` for SmoothGrad.
+
+    Returns:
+        (N, H, W) float32 in [0, 1] at the images' own resolution (a list of (H_i, W_i) maps
+        when the images differ in size).
+
+    Raises:
+        KeyError: an unknown method.
+        InvalidImageError: an image that is not (H, W, 3).
+        InvalidModelError: an unknown class or layer, or a CAM method on a model without a
+            convolution layer.
+    """
+    if method not in METHODS:
+        raise KeyError(f"Unknown saliency method {method!r}; choose one of {list(METHODS)}.")
+    runner = METHODS[method](model, layer, batch_size=batch_size, progress=progress, **options)
+    return runner(images, target)

@@ -1,0 +1,389 @@
+"""The forward pass every saliency method differentiates: 0-255 RGB in, class logits out, with
+the output of one inner layer exposed on the way, in ONE graph.
+
+Two things make this more than ``keras.Model(model.inputs, [layer.output, model.output])``:
+
+* **Nested models.** When an ImageNet base is one layer of a transfer model, its inner layers'
+  ``.output`` belongs to the base's own graph, not the outer one, and Keras answers "Graph
+  disconnected" (so do tf-keras-vis and the keras.io Grad-CAM example). Here the outer graph is
+  run node by node on real tensors, and the nested model's node is run the same way, layer by
+  layer, so the inner layer's output and the final output come from the same computation.
+  Calling layers on real tensors adds no nodes: the user's model is left as it was.
+* **Logits.** Gradients of a softmax output saturate and mix classes; the methods follow the
+  papers (and tf-keras-vis' ``ReplaceToLinear``) and take the class score before the softmax.
+  The output layer is swapped, in this graph only, for a copy with a linear activation (a
+  separate ``Softmax`` layer is skipped). Where no copy can be made, ``log p`` stands in: the
+  same softmax, the same order of classes.
+
+Graph functions are ``tf.function``s with fixed input signatures (any batch size, no retracing),
+built once per (model, layer) and kept in a small cache.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from engine.errors import InvalidModelError
+from engine.models.architecture import layer_table
+from engine.models.explorable import ExplorableModel
+from engine.models.layers import CONV_TYPES, SEPARATOR, find_layer
+from engine.saliency.targets import class_scores
+
+L = keras.layers
+# Layers that keep the grid and finish a convolution block: the map of the block is read after
+# them (a raw convolution before its batch norm differs from what the next block sees).
+_BLOCK_TAIL_TYPES = (
+    L.BatchNormalization, L.LayerNormalization, L.GroupNormalization, L.Activation, L.ReLU,
+    L.LeakyReLU, L.ELU, L.PReLU, L.Add, L.Concatenate,
+)
+_PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+_CACHE_SIZE = 6  # (model, layer) pairs; a graph holds its model (VGG16: 0.5 GB)
+
+
+# --------------------------------------------------------------------------------- layer choice
+def spatial_layer_paths(keras_model: keras.Model) -> list[str]:
+    """Layers whose output is a grid with more than one position: what the CAM family can use.
+
+    Returns:
+        Paths in forward order (``"vgg16/block5_conv3"`` inside a nested model).
+    """
+    return [row.path for row in _table(keras_model) if _is_spatial(row.output_shape)
+            and row.type not in ("Functional", "Sequential")]
+
+
+def default_cam_layer(keras_model: keras.Model) -> str:
+    """The output of the last convolution block with a spatial size above 1, after its
+    normalisation and activation: ``conv_pw_13_relu`` in MobileNet, ``block5_conv3`` in VGG16
+    (whose ReLU is fused), ``top_activation`` in EfficientNet, ``conv5_block3_out`` in ResNet50.
+
+    Raises:
+        InvalidModelError: the model has no convolution with a spatial output.
+    """
+    rows = _table(keras_model)
+    convs = [r for r in rows if isinstance(find_layer(keras_model, r.path), CONV_TYPES)
+             and _is_spatial(r.output_shape)]
+    if not convs:
+        raise InvalidModelError(
+            f"The model '{keras_model.name}' has no convolution layer with a spatial output, so "
+            "class activation maps cannot be computed; use vanilla gradients, SmoothGrad, "
+            "Integrated Gradients or occlusion instead.")
+    path = convs[-1].path
+    parent_path, _, name = path.rpartition(SEPARATOR)
+    parent = find_layer(keras_model, parent_path) if parent_path else keras_model
+    tail = _block_tail(_graph_of(parent), parent.get_layer(name))
+    return f"{parent_path}{SEPARATOR}{tail}" if parent_path else tail
+
+
+def _table(keras_model):
+    return layer_table(keras_model)
+
+
+def _is_spatial(shape) -> bool:
+    return (shape is not None and len(shape) == 3
+            and any(side is None or side > 1 for side in shape[:2]))
+
+
+def _block_tail(graph, conv) -> str:
+    """Follow the conv's output through batch norm / activation / residual add while it has a
+    single consumer that keeps the grid; the name of the last layer reached."""
+    consumers = collections.defaultdict(list)
+    node_of = {}
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is None or node.is_input:
+                continue
+            node_of.setdefault(id(node.operation), node)
+            for t in node.input_tensors:
+                consumers[id(t)].append(node)
+    node = node_of[id(conv)]
+    while True:
+        out = node.outputs[0]
+        following = consumers.get(id(out), [])
+        if len(following) != 1 or not isinstance(following[0].operation, _BLOCK_TAIL_TYPES):
+            return node.operation.name
+        nxt = following[0]
+        if tuple(nxt.outputs[0].shape[1:-1]) != tuple(out.shape[1:-1]):
+            return node.operation.name
+        node = nxt
+
+
+def _graph_of(model):
+    """The functional graph Keras runs for ``model`` (``None`` for a subclassed model)."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    return model if hasattr(model, "_nodes_by_depth") else None
+
+
+# ---------------------------------------------------------------------------------- the graph
+@dataclass(frozen=True)
+class _OutputFix:
+    """How the class logits are obtained from the model's last operation."""
+
+    replacement: object  # the op to call instead of the output layer, or None
+    log_of: str | None  # "softmax"/"sigmoid": take the inverse of the output, no linear copy
+
+
+class ForwardGraph:
+    """``model`` as one differentiable function of the 0-255 input.
+
+    ``forward(x)`` returns ``(activations, logits)``: the output of ``layer`` (``None`` when no
+    layer was asked for) and the class logits, both from the same pass. The ``tf.function``s
+    below batch any number of images at the model's input size.
+
+    Attributes:
+        model: the explored model (never mutated).
+        layer: path of the exposed layer, or ``None``.
+        multilabel: a sigmoid output with several units (each class its own probability).
+    """
+
+    def __init__(self, model: ExplorableModel, layer: str | None = None):
+        self.model = model
+        self.layer = layer
+        keras_model = model.keras_model
+        if _graph_of(keras_model) is None:
+            if layer is not None:
+                raise InvalidModelError(
+                    f"The model '{keras_model.name}' is a subclassed model whose layers cannot be "
+                    "reached; class activation maps need a Functional or Sequential model. "
+                    "Gradient and occlusion methods still work.")
+        if layer is not None:
+            try:
+                find_layer(keras_model, layer)
+            except KeyError:
+                raise InvalidModelError(
+                    f"The model has no layer '{layer}'; pick one of its convolution layers."
+                ) from None
+        self.multilabel = (model.output_activation == "sigmoid"
+                           and int(keras_model.outputs[0].shape[-1]) > 1)
+        self._fix = _output_fix(keras_model)
+        h, w = model.input_size
+        images = tf.TensorSpec((None, h, w, 3), tf.float32)
+        classes = tf.TensorSpec((None,), tf.int32)
+        self.probabilities = tf.function(self._probabilities, input_signature=[images])
+        self.logits = tf.function(self._logits, input_signature=[images])
+        masks = tf.TensorSpec((None, h, w), tf.float32)
+        self.masked_probabilities = tf.function(self._masked_probabilities,
+                                                input_signature=[images, masks])
+        self.input_gradients = tf.function(self._input_gradients,
+                                           input_signature=[images, classes])
+        if layer is not None:
+            self.activations = tf.function(self._activations, input_signature=[images])
+            self.layer_gradients = tf.function(self._layer_gradients,
+                                               input_signature=[images, classes])
+
+    # -- the pass
+    def forward(self, x: tf.Tensor):
+        """(N, h, w, 3) RGB 0-255 -> (activations of ``layer`` or None, (N, n_classes) logits)."""
+        return self.forward_preprocessed(self.model.preprocess(x))
+
+    def forward_preprocessed(self, inputs: tf.Tensor):
+        """``forward`` from what the network's first layer takes (after preprocessing)."""
+        keras_model = self.model.keras_model
+        if _graph_of(keras_model) is None:
+            out = keras_model(inputs, training=False)
+            return None, self._to_logits(out, log_of=self.model.output_activation)
+        parts = self.layer.split(SEPARATOR) if self.layer else []
+        captured = {}
+        (out,) = _run(keras_model, [inputs], parts, captured, self._fix.replacement)[:1]
+        logits = self._to_logits(out, log_of=self._fix.log_of)
+        if self.layer and "value" not in captured:
+            raise InvalidModelError(f"The layer '{self.layer}' is not on the path from the input "
+                                    "to the output; pick another layer.")
+        return captured.get("value"), logits
+
+    def _to_logits(self, out, log_of):
+        out = tf.cast(out, tf.float32)
+        if log_of == "softmax":
+            out = tf.math.log(tf.maximum(out, 1e-12))
+        elif log_of == "sigmoid":
+            p = tf.clip_by_value(out, 1e-7, 1 - 1e-7)
+            out = tf.math.log(p) - tf.math.log1p(-p)
+        if out.shape[-1] == 1:
+            # One unit is a binary classifier: softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)].
+            out = tf.concat([-out / 2, out / 2], axis=-1)
+        return out
+
+    def to_probabilities(self, logits: tf.Tensor) -> tf.Tensor:
+        """Logits -> the probabilities ``ExplorableModel.probabilities`` reports."""
+        return tf.sigmoid(logits) if self.multilabel else tf.nn.softmax(logits, axis=-1)
+
+    # -- graph functions
+    def _probabilities(self, x):
+        return self.to_probabilities(self.forward(x)[1])
+
+    def _masked_probabilities(self, image, masks):
+        """Probabilities of one (1, h, w, 3) image's network input times each (h, w) mask: a
+        masked-out pixel becomes the network's zero (the mean colour for most models)."""
+        inputs = self.model.preprocess(image) * masks[..., None]
+        return self.to_probabilities(self.forward_preprocessed(inputs)[1])
+
+    def _logits(self, x):
+        return self.forward(x)[1]
+
+    def _activations(self, x):
+        return self.forward(x)[0]
+
+    def _input_gradients(self, x, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            _, logits = self.forward(x)
+            score = class_scores(logits, classes)
+        return tape.gradient(score, x), logits
+
+    def _layer_gradients(self, x, classes):
+        with tf.GradientTape() as tape:
+            activations, logits = self.forward(x)
+            score = class_scores(logits, classes)
+        return activations, tape.gradient(score, activations), logits
+
+
+def _run(model, inputs, parts, captured, replacement):
+    """Run ``model``'s graph on real tensors; store the first output of the layer named by
+    ``parts`` (a path split at "/") in ``captured["value"]``; call ``replacement`` instead of the
+    op that produces the model's output, when one is given."""
+    graph = _graph_of(model)
+    tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
+    output_ids = {id(t) for t in graph.outputs}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or node.is_input or any(id(t) not in tensors
+                                                  for t in node.input_tensors):
+                continue
+            args, kwargs = node.arguments.fill_in(tensors)
+            is_output = any(id(t) in output_ids for t in node.outputs)
+            target_here = bool(parts) and op.name == parts[0]
+            if isinstance(op, keras.Model) and _graph_of(op) is not None and (
+                    (target_here and len(parts) > 1) or (is_output and replacement is not None)):
+                inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
+                outputs = _run(op, inner, parts[1:] if target_here else [], captured,
+                               replacement if is_output else None)
+                outputs = outputs[0] if len(outputs) == 1 else outputs
+            elif is_output and replacement is not None and op is _replaced(replacement):
+                outputs = replacement(*args, **kwargs)
+            else:
+                outputs = op(*args, **kwargs)
+            flat = keras.tree.flatten(outputs)
+            if target_here and len(parts) == 1 and "value" not in captured:
+                captured["value"] = flat[0]
+            for t, value in zip(node.outputs, flat):
+                tensors[id(t)] = value
+    return [tensors[id(t)] for t in graph.outputs]
+
+
+class _Identity:
+    """Stands in for a separate softmax/sigmoid layer at the end of a model."""
+
+    def __init__(self, original):
+        self.original = original
+
+    def __call__(self, inputs, *args, **kwargs):
+        return inputs
+
+
+class _LinearCopy:
+    """A copy of the output layer with ``activation="linear"`` and the same weights."""
+
+    def __init__(self, original, layer):
+        self.original = original
+        self.layer = layer
+
+    def __call__(self, *args, **kwargs):
+        return self.layer(*args, **kwargs)
+
+
+def _replaced(replacement):
+    return replacement.original
+
+
+def _output_op(model):
+    """The op producing ``model``'s (first) output, looking inside nested models."""
+    graph = _graph_of(model)
+    if graph is None:
+        return None
+    target = id(graph.outputs[0])
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is not None and not node.is_input and any(
+                    id(t) == target for t in node.outputs):
+                op = node.operation
+                if isinstance(op, keras.Model) and _graph_of(op) is not None:
+                    return _output_op(op)
+                return op
+    return None
+
+
+def _output_fix(keras_model) -> _OutputFix:
+    op = _output_op(keras_model)
+    if op is None:
+        return _OutputFix(None, None)
+    if isinstance(op, L.Softmax) or (isinstance(op, L.Activation) and _activation_name(op)
+                                     in _PROBABILITY_ACTIVATIONS):
+        return _OutputFix(_Identity(op), None)
+    name = _activation_name(op)
+    if name not in _PROBABILITY_ACTIVATIONS:
+        return _OutputFix(None, None)  # already logits
+    try:
+        config = {**op.get_config(), "activation": "linear", "name": f"{op.name}_linear"}
+        copy = type(op).from_config(config)
+        copy.build(op.input.shape if _single_input(op) else None)
+        copy.set_weights(op.get_weights())
+    except Exception:  # a custom layer that cannot be copied: invert the activation instead
+        return _OutputFix(None, name)
+    return _OutputFix(_LinearCopy(op, copy), None)
+
+
+def _single_input(op) -> bool:
+    try:
+        return op.input is not None
+    except (AttributeError, ValueError):
+        return False
+
+
+def _activation_name(op) -> str:
+    activation = getattr(op, "activation", None)
+    return getattr(activation, "__name__", "linear")
+
+
+# ---------------------------------------------------------------------------------- the cache
+_graphs: "collections.OrderedDict[tuple, ForwardGraph]" = collections.OrderedDict()
+_lock = threading.Lock()
+
+
+def forward_graph(model: ExplorableModel, layer: str | None = None) -> ForwardGraph:
+    """The cached ``ForwardGraph`` of ``model`` exposing ``layer`` (traced functions are reused
+    by every later call on the same model, which is where the speed comes from)."""
+    # id() is safe as a key: the entry holds the model, so the id cannot be reused meanwhile.
+    key = (id(model), layer)
+    with _lock:
+        graph = _graphs.get(key)
+        if graph is not None and graph.model is model:
+            _graphs.move_to_end(key)
+            return graph
+    graph = ForwardGraph(model, layer)
+    with _lock:
+        _graphs[key] = graph
+        while len(_graphs) > _CACHE_SIZE:
+            _graphs.popitem(last=False)
+    return graph
+
+
+def batches(n: int, size: int) -> list[slice]:
+    """``slice`` objects covering ``range(n)``, at most ``size`` long and as even as possible
+    (20 samples in batches of 16 run as 10 + 10: a batch of 4 wastes most of a pass on a CPU,
+    whose convolution kernels are slow on small batches)."""
+    if n <= 0:
+        return []
+    count = -(-n // max(1, int(size)))
+    edges = [round(i * n / count) for i in range(count + 1)]
+    return [slice(a, b) for a, b in zip(edges, edges[1:])]
+
+
+def as_numpy(t) -> np.ndarray:
+    return np.asarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float32)

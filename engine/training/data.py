@@ -1,0 +1,149 @@
+"""The splits a run trains, validates and evaluates on, streamed by the data set pipeline.
+
+Training reads images through ``engine.data.pipeline.tf_dataset`` (RGB 0-255 from disk) and adds
+one step: the model's own preprocessing, so the saved network takes the same input as every
+other model of the explorer (``ExplorableModel.preprocess`` is applied outside the network).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.data.dataset import ALL, Dataset
+from engine.data.pipeline import Augmentation, load_augmentation, tf_dataset
+from engine.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A data set with the splits a run uses.
+
+    Attributes:
+        dataset: the data set, with a ``validation`` split carved out of the training images
+            when it had none (``carved``).
+        train: the training split's name.
+        validation: the validation split's name.
+        evaluation: the split the finished model is evaluated on: ``test`` when there is one,
+            else ``validation``.
+        carved: whether ``validation`` was made here from ``validation_split``.
+    """
+
+    dataset: Dataset
+    train: str
+    validation: str
+    evaluation: str
+    carved: bool
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.class_names)
+
+    def count(self, split: str) -> int:
+        return len(self.dataset.files_in(split))
+
+
+def training_splits(dataset: Dataset, validation_split: float = 0.2,
+                    seed: int = 0) -> TrainingData:
+    """Pick (or make) the train, validation and evaluation splits of ``dataset``.
+
+    Without a validation split, ``validation_split`` of each class's training images (at least
+    one per class that has two or more) become the validation split; the choice depends only
+    on the files and ``seed``.
+
+    Raises:
+        TrainingError: no training images, or fewer than two classes in them.
+    """
+    splits = dataset.splits
+    if "train" in splits:
+        source = "train"
+    elif splits == [ALL]:
+        source = ALL
+    else:
+        raise TrainingError(
+            f"The data set '{dataset.name}' has no training images (its splits are "
+            f"{', '.join(splits)}); add a 'train' folder, or use class folders without splits.")
+    carved = "validation" not in splits
+    if carved:
+        dataset = _carve_validation(dataset, source, validation_split, seed)
+    train_labels = {f.label for f in dataset.files_in("train")}
+    if len(train_labels) < 2:
+        raise TrainingError(f"The training images of '{dataset.name}' hold {len(train_labels)} "
+                            "class; a classifier needs images of at least two classes.")
+    evaluation = "test" if "test" in dataset.splits else "validation"
+    return TrainingData(dataset, "train", "validation", evaluation, carved)
+
+
+def _carve_validation(dataset: Dataset, source: str, share: float, seed: int) -> Dataset:
+    rng = np.random.default_rng(seed)
+    files = list(dataset.files)
+    by_class: dict[int, list[int]] = {}
+    for i, f in enumerate(files):
+        if f.split == source:
+            by_class.setdefault(f.label, []).append(i)
+    held_out = set()
+    for label in sorted(by_class):
+        members = by_class[label]
+        n = len(members)
+        k = min(n - 1, max(1, round(n * share))) if n >= 2 else 0
+        held_out.update(members[j] for j in rng.permutation(n)[:k])
+    out = []
+    for i, f in enumerate(files):
+        if f.split == source:
+            f = dataclasses.replace(f, split="validation" if i in held_out else "train")
+        out.append(f)
+    if not held_out:
+        raise TrainingError(f"The data set '{dataset.name}' is too small to hold out "
+                            "validation images; add more images.")
+    return dataclasses.replace(dataset, files=tuple(out))
+
+
+def input_pipeline(data: TrainingData, split: str, image_size: tuple[int, int],
+                   batch_size: int, preprocessing: str, *, channels: int = 3,
+                   augment: Augmentation | None = None, shuffle: bool | None = None,
+                   seed: int | None = 0):
+    """Batches of one split, ready for the network.
+
+    Args:
+        data: the splits.
+        split: ``data.train``, ``data.validation`` or ``data.evaluation``.
+        image_size: (height, width).
+        batch_size: images per batch.
+        preprocessing: a mode of ``engine.models.preprocessing.PREPROCESSING_MODES``.
+        channels: 1 for a grayscale network (fed the luminance), else 3.
+        augment: augmentation settings, or None.
+        shuffle: shuffle each epoch (default: for the training split only).
+        seed: shuffle and augmentation seed.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(x, labels)``: ``x`` ``(B, h, w, channels)`` float32, what the
+        network's first layer expects; ``labels`` ``(B,)`` int32.
+    """
+    import tensorflow as tf
+
+    from engine.models.preprocessing import preprocess
+
+    ds = tf_dataset(data.dataset, split, image_size, batch_size, augment=augment,
+                    shuffle=shuffle, seed=seed)
+
+    def ready(x, y):
+        if channels == 1:
+            x = tf.image.rgb_to_grayscale(x)
+        return preprocess(x, preprocessing), y
+
+    return ds.map(ready, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def training_augmentation(data: TrainingData, enabled: bool) -> Augmentation | None:
+    """The data set's saved augmentation when ``enabled`` and not all off, else None."""
+    if not enabled:
+        return None
+    augment = load_augmentation(data.dataset)
+    return None if augment.is_identity else augment
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_images / batch_size))

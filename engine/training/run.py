@@ -1,0 +1,315 @@
+"""The training function: one run, start to end, in the process that calls it.
+
+``train(run_dir)`` reads ``config.json``, streams the data set through ``tf.data``, builds the
+model of the mode inside a ``tf.distribute`` strategy's scope, fits it stage by stage with
+``RunMonitor`` watching, and leaves the final model, its card and the evaluation in the run
+folder. Started again on the same folder after a crash or a stop, it goes on from the last
+checkpoint. The Start button runs it in a separate process (``python -m engine.training``,
+launched by ``runs.launch_process``), so the run survives page switches, reloads and server
+restarts.
+
+Distribution: ``default`` is TensorFlow's default strategy (one device); ``mirrored`` copies
+the model to every GPU of this machine and splits each batch between them; ``multi_worker``
+does the same across machines, each running this same command with its own ``TF_CONFIG``
+(see the README). Mixed precision (float16 compute, float32 weights) is used on a GPU when
+the config asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from engine.errors import CNNExplorerError, TrainingError
+from engine.training import runs
+from engine.training.config import RunConfig, load_config
+from engine.training.metrics import METRICS_FILE, append_rows, read_rows
+
+_stop_signal = {"set": False}
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy called ``name`` (a key of ``config.STRATEGIES``)."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TrainingError("The multi-worker strategy needs TF_CONFIG describing the "
+                                "cluster and this worker's task; see the README.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def train(run_dir: str | os.PathLike, strategy=None) -> runs.RunStatus:
+    """Train the run in ``run_dir`` in this process (resuming when it has a checkpoint).
+
+    Args:
+        run_dir: a folder made by ``runs.create_run``.
+        strategy: a ``tf.distribute.Strategy``; default: the one ``config.strategy`` names.
+
+    Returns:
+        The final status.
+
+    Raises:
+        CNNExplorerError: settings, data set or model problems (also recorded in the folder).
+    """
+    run_dir = Path(run_dir)
+    runs.write_pid(run_dir, os.getpid())
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        return _train(run_dir, strategy)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, CNNExplorerError) else (
+            f"Training failed with an unexpected error ({type(exc).__name__}: {exc}); the log "
+            "has the details.")
+        if isinstance(exc, KeyboardInterrupt):
+            message = "Interrupted (Ctrl-C); resume it from the last checkpoint."
+        traceback.print_exc()
+        _event(run_dir, "failed", message=message)
+        runs.write_status(run_dir, state="failed", message=message, ended=time.time())
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _stop_signal["set"] = False
+
+
+def _train(run_dir: Path, strategy) -> runs.RunStatus:
+    import keras
+    import tensorflow as tf
+
+    from engine.data.dataset import open_dataset
+    from engine.training.build import build_model, unfreeze_top
+    from engine.training.callbacks import RunMonitor
+    from engine.training.data import (input_pipeline, steps_per_epoch, training_augmentation,
+                                      training_splits)
+
+    config = load_config(run_dir / runs.CONFIG_FILE).validate()
+    checkpoint = runs._read_json(run_dir / runs.CHECKPOINTS / runs.STATE_FILE) or {}
+    done = int(checkpoint.get("epochs_done", 0))
+    resuming = done > 0 and (run_dir / runs.CHECKPOINTS / runs.LAST).is_file()
+    if not resuming:
+        done = 0
+    if resuming and done >= config.total_epochs:
+        raise TrainingError("This run has already trained all its epochs.")
+    keras.utils.set_random_seed(config.seed + done)
+
+    strategy = strategy or make_strategy(config.strategy)
+    chief = _is_chief(strategy)
+    work_dir = run_dir if chief else Path(tempfile.mkdtemp(prefix="cnn-explorer-worker-"))
+    mixed = config.mixed_precision and bool(tf.config.list_physical_devices("GPU"))
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+
+    data = training_splits(open_dataset(config.dataset), config.validation_split, config.seed)
+    n_train, n_val = data.count(data.train), data.count(data.validation)
+    steps = steps_per_epoch(n_train, config.batch_size)
+    if resuming:
+        _drop_unfinished_epoch(run_dir, done)
+    with strategy.scope():
+        if resuming:  # the checkpoint has the weights and the optimizer's state
+            model = keras.saving.load_model(run_dir / runs.CHECKPOINTS / runs.LAST,
+                                            compile=True, safe_mode=True)
+            built = _built_before(run_dir, model)
+        else:
+            built = build_model(config, len(data.class_names), mixed_precision=mixed)
+            model = built.model
+    runs.write_status(
+        run_dir, state="running", message="", started=time.time(),
+        total_epochs=config.total_epochs,
+        steps_per_epoch=steps, n_train=n_train, n_validation=n_val,
+        class_names=data.class_names, dataset_name=data.dataset.name, splits={
+            "train": data.train, "validation": data.validation, "evaluation": data.evaluation,
+            "carved_validation": data.carved},
+        input_size=list(built.input_size), preprocessing=built.preprocessing,
+        weights_source=built.source, base=built.base, replicas=int(strategy.num_replicas_in_sync),
+        mixed_precision=mixed, stages=[list(s) for s in config.stages])
+    _event(run_dir, "resume" if resuming else "start", epoch=done,
+           message=(f"Resumed from the checkpoint after epoch {done}." if resuming else
+                    f"Training {n_train} images, validating on {n_val}, {steps} batches per "
+                    f"epoch, {strategy.num_replicas_in_sync} device(s)."))
+
+    augment = training_augmentation(data, config.augment)
+    pipeline = dict(image_size=built.input_size, batch_size=config.batch_size,
+                    preprocessing=built.preprocessing, channels=built.channels)
+    train_ds = input_pipeline(data, data.train, augment=augment, seed=config.seed, **pipeline)
+    val_ds = input_pipeline(data, data.validation, shuffle=False, **pipeline)
+    timeline = _timeline(work_dir, model, config, data, built) if config.probe_images else None
+    if timeline is not None and not timeline.has(0):
+        timeline.snapshot(0)
+
+    best = float(checkpoint.get("best", math.inf)) if resuming else math.inf
+    monitor_name = "val_loss"
+    outcome, message = "done", ""
+    for stage, (first, end, learning_rate) in enumerate(config.stages, start=1):
+        if done >= end:
+            continue
+        start = max(first, done)
+        if stage == 2 and (not resuming or int(checkpoint.get("stage", 1)) < 2 or start == first):
+            with strategy.scope():  # the optimizer's variables must live in the strategy
+                unfrozen = unfreeze_top(model, built.base, config.fine_tune_layers)
+                _compile(model, config, learning_rate)
+            _event(run_dir, "stage", epoch=first, stage=2, layers=unfrozen,
+                   message=f"Stage 2: fine-tuning the top {len(unfrozen)} layers of the base "
+                           f"at learning rate {learning_rate:g}.")
+        elif not (resuming and start == done and model.optimizer is not None
+                  and model.compiled):
+            with strategy.scope():
+                _compile(model, config, learning_rate)
+        monitor = RunMonitor(work_dir, stage=stage, steps_per_epoch=steps, n_train=n_train,
+                             batch_size=config.batch_size, monitor=monitor_name, best=best,
+                             timeline=timeline, stop_requested=lambda: _stop_signal["set"],
+                             save_checkpoints=chief)
+        extra = []
+        if config.early_stopping:
+            extra.append(keras.callbacks.EarlyStopping(monitor=monitor_name,
+                                                       patience=config.early_stopping))
+        if config.reduce_lr:
+            extra.append(keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor_name, patience=config.reduce_lr,
+                factor=config.reduce_lr_factor, verbose=0))
+        model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=start,
+                  callbacks=[monitor, *extra], verbose=0, shuffle=False)
+        best = monitor.best
+        outcome, message = monitor.outcome, monitor.message
+        if outcome == "done" and model.stop_training:
+            outcome = "early_stop"
+            message = (f"Stopped early: the validation loss did not improve for "
+                       f"{config.early_stopping} epochs.")
+        if outcome != "done":
+            break
+        done = end
+
+    return _finish(run_dir, work_dir, config, data, built, outcome, message, chief)
+
+
+def _built_before(run_dir: Path, model):
+    """How the interrupted session fed the model, from what it recorded in status.json."""
+    from engine.training.build import BuiltModel
+
+    info = runs._read_json(run_dir / runs.STATUS_FILE) or {}
+    size = info.get("input_size") or list(model.inputs[0].shape[1:3])
+    return BuiltModel(model, info.get("preprocessing", "unit"), (int(size[0]), int(size[1])),
+                      base=info.get("base"), source=info.get("weights_source", ""))
+
+
+def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> runs.RunStatus:
+    if not chief:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return runs.read_status(run_dir)
+    folder = run_dir / runs.CHECKPOINTS
+    source = folder / runs.BEST if (folder / runs.BEST).is_file() else folder / runs.LAST
+    if source.is_file():
+        shutil.copyfile(source, run_dir / f".{runs.MODEL_FILE}.tmp")
+        os.replace(run_dir / f".{runs.MODEL_FILE}.tmp", run_dir / runs.MODEL_FILE)
+        _write_card(run_dir, config, data, built)
+    if source.is_file() and config.evaluate:
+        _evaluate(run_dir, data, config)
+    state = {"done": "finished", "early_stop": "finished", "stopped": "stopped",
+             "diverged": "diverged"}[outcome]
+    if outcome == "done":
+        message = "Finished all epochs."
+    _event(run_dir, {"done": "end"}.get(outcome, outcome), message=message)
+    runs.write_status(run_dir, state=state, message=message, ended=time.time())
+    (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+    return runs.read_status(run_dir)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _compile(model, config: RunConfig, learning_rate: float) -> None:
+    import keras
+
+    from engine.models.explorable import _output_activation
+
+    optimizers = {
+        "adam": lambda: keras.optimizers.Adam(learning_rate),
+        "adamw": lambda: keras.optimizers.AdamW(learning_rate),
+        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
+        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=config.momentum),
+    }
+    from_logits = _output_activation(model) != "softmax"
+    model.compile(optimizer=optimizers[config.optimizer](),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+                  metrics=["accuracy"])
+
+
+def _timeline(run_dir, model, config: RunConfig, data, built):
+    from engine.training.timeline import TimelineRecorder, pick_probes, probe_images
+
+    files = pick_probes(data.dataset.files_in(data.validation), config.probe_images)
+    if not files:
+        return None
+    images = probe_images(data.dataset, files, built.input_size)
+    return TimelineRecorder(run_dir, model, preprocessing=built.preprocessing,
+                            class_names=data.class_names, images=images,
+                            labels=[f.label for f in files], paths=[f.path for f in files])
+
+
+def _evaluate(run_dir: Path, data, config: RunConfig) -> None:
+    from engine.training.evaluate import evaluate_model, save_evaluation
+    from engine.training.loading import load_trained
+
+    model = load_trained(run_dir)
+    report, images, maps = evaluate_model(model, data, data.evaluation,
+                                          batch_size=config.batch_size)
+    save_evaluation(run_dir, report, images, maps)
+    runs.write_status(run_dir, evaluation_accuracy=report.accuracy,
+                      evaluation_split=report.split)
+
+
+def _write_card(run_dir: Path, config: RunConfig, data, built) -> None:
+    status = runs._read_json(run_dir / runs.STATUS_FILE) or {}
+    card = {"name": status.get("name", run_dir.name), "run_id": run_dir.name,
+            "mode": config.mode, "classes": data.class_names,
+            "input_size": list(built.input_size), "preprocessing": built.preprocessing,
+            "base": built.base, "dataset": data.dataset.name, "weights_source": built.source,
+            "epochs_done": (runs._read_json(run_dir / runs.CHECKPOINTS / runs.STATE_FILE)
+                            or {}).get("epochs_done", 0)}
+    runs._write_json(run_dir / runs.MODEL_CARD, card)
+
+
+def _event(run_dir: Path, event: str, **fields) -> None:
+    row = {"kind": "event", "event": event, "time": time.time(), **fields}
+    row.setdefault("stage", 1)
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+        append_rows(handle, [row])
+
+
+def _drop_unfinished_epoch(run_dir: Path, done: int) -> None:
+    """Before resuming: keep the rows of the finished epochs (and the events), drop those of
+    the epoch the crash interrupted, which is trained again."""
+    path = run_dir / METRICS_FILE
+    rows = read_rows(path)
+    keep = [r for r in rows if r.get("kind") == "event" or int(r.get("epoch", 0)) < done]
+    tmp = run_dir / f".{METRICS_FILE}.tmp"
+    tmp.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep))
+    os.replace(tmp, path)
+
+
+def _is_chief(strategy) -> bool:
+    """Whether this worker writes the run folder: always, except on the non-chief workers of
+    a multi-worker cluster (they write to a temporary folder that is thrown away)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def _on_sigterm(signum, frame) -> None:
+    _stop_signal["set"] = True
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,119 @@
+"""AppTest for the Train page: starting a run, following it, the after-run views, a diverged
+run, reattaching, and the trained model in the sidebar."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from engine.data import export_demo
+from engine.training import list_runs, run_status, stop_run, train
+from engine.training.runs import create_run
+from tests.engine.training_helpers import tiny_config, wait_for
+
+PAGE = "pages/train.py"
+
+
+@pytest.fixture
+def demo_set(app_home):
+    return export_demo(app_home / "datasets", n=72, size=32, seed=0)
+
+
+@pytest.fixture
+def runs(app_home):
+    folder = app_home / "runs"
+    yield folder
+    for status in list_runs(folder) if folder.is_dir() else []:
+        if status.active:  # never leave a process behind
+            stop_run(status.run_id, folder, force=True)
+
+
+def _train_page(app, **query):
+    at = app(**query).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def _texts(at, kind):
+    return " ".join(str(e.value) for e in getattr(at, kind))
+
+
+def _finished_run(demo_set, runs, **changes):
+    return train(create_run(tiny_config(demo_set, **changes), runs, launch=False))
+
+
+def test_without_a_data_set_the_page_offers_the_demo_set(app):
+    at = _train_page(app)
+    assert "What am I looking at?" in [e.label for e in at.expander]
+    assert "Create the demo data set" in [b.label for b in at.button]
+    assert not at.get("plotly_chart")
+
+
+def test_start_launches_a_background_run_with_the_chosen_settings(app, demo_set, runs):
+    at = _train_page(app)
+    at.number_input(key="_w_train_epochs").set_value(2)
+    at.selectbox(key="_w_train_batch").select(8)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    (status,) = list_runs(runs)
+    config = json.loads((status.run_dir / "config.json").read_text())
+    assert (config["epochs"], config["batch_size"], config["mode"]) == (2, 8, "scratch")
+    assert config["image_size"] == [32, 32]  # suggested from the data set's images
+    assert config["dataset"] == str(demo_set.folder)
+    # The run goes on in its own process; the page follows it.
+    wait_for(lambda: not run_status(status.run_id, runs).active, timeout=240)
+    at.run()
+    assert not at.exception
+    assert run_status(status.run_id, runs).state == "finished"
+    assert "Finished after 2/2 epochs" in " ".join(p.proto.text for p in at.get("progress"))
+    assert {"Evaluation", "Learning timeline", "Compare runs",
+            "Model and log"} <= {t.label for t in at.tabs}
+
+
+def test_after_a_run_the_curves_evaluation_and_timeline_are_drawn(app, demo_set, runs):
+    status = _finished_run(demo_set, runs)
+    at = _train_page(app)
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    names = {t.get("name") for spec in charts for t in spec["data"]}
+    assert {"train · per epoch", "validation · per epoch", "precision", "recall"} <= names
+    epochs = next(t for spec in charts for t in spec["data"] if t.get("name") == "train · per epoch")
+    assert epochs["x"] == [1.0, 2.0]
+    assert "Accuracy on 'test'" in [m.label for m in at.metric]
+    slider = at.select_slider(key=f"timeline_{status.run_id}")
+    assert slider.options == ["0", "1", "2"] and slider.value == 2
+    slider.set_value(0).run()
+    assert not at.exception
+    assert "after 0 epochs" in _texts(at, "markdown")
+
+
+def test_a_diverged_run_says_to_lower_the_learning_rate(app, demo_set, runs):
+    _finished_run(demo_set, runs, learning_rate=1e5, probe_images=0)
+    at = _train_page(app)
+    errors = _texts(at, "error")
+    assert "diverged" in errors and "lower learning rate" in errors
+
+
+def test_a_new_session_reattaches_to_the_run_still_going(app, demo_set, runs):
+    _finished_run(demo_set, runs, probe_images=0)
+    time.sleep(1.1)  # run ids sort by the second they were made
+    going = create_run(tiny_config(demo_set, name="still going"), runs, launch=False)
+    at = _train_page(app)
+    assert at.selectbox(key="_w_train_run").value == going.name
+    assert "Starting" in " ".join(p.proto.text for p in at.get("progress"))
+    assert "Stop" in [b.label for b in at.button]
+
+
+def test_the_trained_model_is_in_the_sidebar_of_every_page(app, demo_set, runs):
+    status = _finished_run(demo_set, runs, probe_images=0)
+    option = f"run:{status.run_id}"
+    at = app().run()
+    picker = at.sidebar.selectbox(key="_w_model")
+    assert f"Trained: {status.name} · 2 epochs" in picker.options
+    picker.select(option).run()
+    assert not at.exception
+    caption = _texts(at.sidebar, "caption")
+    assert "32x32 input · 6 classes" in caption
+    assert at.query_params["model"] in (option, [option])
