@@ -146,18 +146,27 @@ def _pick_method():
 
 
 def _pick_target(model, predictions):
-    in_top = list(dict.fromkeys(name for top in predictions for name, _ in top))
-    rest = [name for name in model.class_names if name not in in_top]
-    options = [TOP] + in_top + rest
+    """``None`` (each image's top class) or a class index (names can repeat: ImageNet has two
+    'missile' classes, so the options are indices)."""
+    names = model.class_names
+    index_of = {name: i for i, name in reversed(list(enumerate(names)))}
+    in_top = list(dict.fromkeys(index_of[name] for top in predictions for name, _ in top))
+    options = [TOP] + in_top + [i for i in range(len(names)) if i not in set(in_top)]
+    repeated = {name for name, n in collections.Counter(names).items() if n > 1}
     if st.session_state.get("sal_target") not in options:
         st.session_state["sal_target"] = TOP
+
+    def label(option):
+        if option == TOP:
+            return "Top prediction of each image"
+        name = names[option] + (f" (class {option})" if names[option] in repeated else "")
+        return f"{name} (in a top 5)" if option in in_top else name
+
     choice = st.selectbox(
-        "Explain which class?", options, **state.durable("sal_target", TOP),
-        format_func=lambda o: "Top prediction of each image" if o == TOP else (
-            f"{o} (in a top 5)" if o in in_top else o),
+        "Explain which class?", options, format_func=label, **state.durable("sal_target", TOP),
         help="The map shows the evidence for this class. Pick another class than the top "
              "prediction to ask 'why not that class?'. Type to search all classes.")
-    return None if choice == TOP else choice
+    return None if choice == TOP else int(choice)
 
 
 def _pick_layer(model, method):
@@ -240,16 +249,17 @@ def _explain_tab(model, key, selection, predictions, method, target, layer, opti
         columns = st.columns(per_row)
         for i in range(start, min(start + per_row, len(selection.images))):
             with columns[i - start]:
-                _image_card(i, selection.images[i], predictions[i], maps[i], method, target,
+                explained = predictions[i][0][0] if target is None else model.class_names[target]
+                _image_card(i, selection.images[i], predictions[i], maps[i], method, explained,
                             opacity, colormap)
     return maps
 
 
-def _image_card(i, item, top, saliency, method, target, opacity, colormap):
+def _image_card(i, item, top, saliency, method, explained, opacity, colormap):
     image_id, label, image = item
     with st.container(border=True):
         st.markdown(f"**{md_escape(label)}** · top prediction **{md_escape(top[0][0])}** "
-                    f"({top[0][1]:.1%}) · map for **{md_escape(target or top[0][0])}**")
+                    f"({top[0][1]:.1%}) · map for **{md_escape(explained)}**")
         a, b = st.columns(2)
         picture = sf.overlay(image, saliency, opacity, colormap)
         a.image(picture, caption="Map over the image", width="stretch")
@@ -349,7 +359,8 @@ def _compare_tab(model, key, selection, target, layer):
     image_id = _choose_image(selection, "sal_compare_image")
     index = [i for i, _, _ in selection.images].index(image_id)
     _, _, image = selection.images[index]
-    st.markdown(f"Class explained: **{md_escape(target or 'the top prediction')}**")
+    name = "the top prediction" if target is None else model.class_names[target]
+    st.markdown(f"Class explained: **{md_escape(name)}**")
     request = (key, image_id, target, layer)
     if st.button("Run all methods", key="sal_compare_go", type="primary",
                  icon=":material/play_arrow:"):

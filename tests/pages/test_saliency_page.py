@@ -69,10 +69,11 @@ def test_choosing_a_method_and_a_class(app, explain_calls):
     at.selectbox(key="_w_sal_method").select("smoothgrad").run()
     assert [s.label for s in at.slider][:2] == ["Noisy samples",
                                                 "Noise level (share of the value range)"]
-    at.selectbox(key="_w_sal_target").select("circle").run()
+    circle = load_model("demo").class_names.index("circle")
+    at.selectbox(key="_w_sal_target").select(circle).run()
     assert not at.exception and not at.error
     assert explain_calls[-1] == {"model": "demo", "n": 2, "method": "smoothgrad",
-                                 "target": "circle", "layer": None,
+                                 "target": circle, "layer": None,
                                  "options": {"noise": 0.2, "samples": 20}}
     assert _markdown(at).count("map for **circle**") == 2
     # Every class can be picked, the top-5 classes of the images first.
