@@ -31,7 +31,8 @@ import tensorflow as tf
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import CONV_TYPES, SEPARATOR, iter_layers
+from engine.models.layers import (CONV_TYPES, SEPARATOR, functional_graph, iter_layers,
+                                  nested_call_inputs, ready_nodes)
 from engine.models.preprocessing import preprocess
 
 L = keras.layers
@@ -252,43 +253,32 @@ class _GraphRun:
 
     def run(self, model: keras.Model, inputs: list, prefix: str) -> list | None:
         """Returns the model's outputs, or None once every wanted tensor is found."""
-        graph = _graph_of(model)
+        graph = functional_graph(model)
         tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
-        for depth in sorted(graph._nodes_by_depth, reverse=True):
-            for node in graph._nodes_by_depth[depth]:
-                op = node.operation
-                if not op or node.is_input:
-                    continue
-                if any(id(t) not in tensors for t in node.input_tensors):
-                    continue  # not reachable from these inputs (Keras skips it too)
-                path = prefix + op.name
-                if path in self.inputs_of:
-                    self.found.setdefault(input_key(path), tensors[id(node.input_tensors[0])])
-                if isinstance(op, keras.Model) and _graph_of(op) is not None:
-                    args, kwargs = node.arguments.args, node.arguments.kwargs
-                    outer = keras.tree.flatten(args[0] if args else kwargs["inputs"])
-                    outputs = self.run(op, [tensors[id(t)] for t in outer], path + SEPARATOR)
-                    if outputs is None:
-                        return None
-                else:
-                    args, kwargs = node.arguments.fill_in(tensors)
-                    if "training" in getattr(op, "_call_context_args", {}):
-                        kwargs = {**kwargs, "training": False}
-                    outputs = keras.tree.flatten(op(*args, **kwargs))
-                for t, y in zip(node.outputs, outputs):
-                    tensors[id(t)] = y
-                if path in self.outputs_of:
-                    self.found.setdefault(path, outputs[0])
-                if self.done():
-                    return None  # the rest of the network is not needed
+        for node in ready_nodes(graph, tensors):
+            op = node.operation
+            path = prefix + op.name
+            if path in self.inputs_of:
+                self.found.setdefault(input_key(path), tensors[id(node.input_tensors[0])])
+            if isinstance(op, keras.Model) and functional_graph(op) is not None:
+                outer = nested_call_inputs(node)
+                outputs = self.run(op, [tensors[id(t)] for t in outer], path + SEPARATOR)
+                if outputs is None:
+                    return None
+            else:
+                args, kwargs = node.arguments.fill_in(tensors)
+                if "training" in getattr(op, "_call_context_args", {}):
+                    kwargs = {**kwargs, "training": False}
+                outputs = keras.tree.flatten(op(*args, **kwargs))
+            for t, y in zip(node.outputs, outputs):
+                tensors[id(t)] = y
+            if path in self.outputs_of:
+                self.found.setdefault(path, outputs[0])
+            if self.done():
+                return None  # the rest of the network is not needed
         return [tensors[id(t)] for t in graph.outputs]
 
 
-def _graph_of(model: keras.Model):
-    """The Functional graph Keras runs for ``model`` (a Sequential's inner one), or None."""
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model if hasattr(model, "_nodes_by_depth") else None
 
 
 # One extractor per (model, layer set), forgotten with the model.
@@ -330,7 +320,7 @@ def _network(model) -> keras.Model:
     network = model.keras_model if isinstance(model, ExplorableModel) else model
     if not isinstance(network, keras.Model):
         raise InvalidModelError("Feature maps need a Keras model or an ExplorableModel.")
-    if _graph_of(network) is None and not isinstance(network, keras.Sequential):
+    if functional_graph(network) is None and not isinstance(network, keras.Sequential):
         raise InvalidModelError(
             f"The model '{network.name}' is a subclassed model, whose layer graph cannot be read; "
             "rebuild it as a Functional or Sequential model.")
@@ -344,7 +334,7 @@ def _inputs(model, images) -> np.ndarray:
         [np.asarray(i, np.float32) for i in images])
     if x.ndim == 3:
         x = x[None]  # one image
-    if _graph_of(model) is None:
+    if functional_graph(model) is None:
         # A Sequential that was never called: build it for these images, as predict() would.
         model.build((None, *x.shape[1:]))
     return x

@@ -37,7 +37,8 @@ import tensorflow as tf
 
 from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import SEPARATOR, find_layer
+from engine.models.layers import (SEPARATOR, find_layer, functional_graph, nested_call_inputs,
+                                  ready_nodes)
 
 L = keras.layers
 #: The model's last layer, whatever its name (the class scores).
@@ -74,7 +75,7 @@ class LayerTaps:
         self.compute_dtype = compute_dtype
         self._policy = "mixed_bfloat16" if compute_dtype == "bfloat16" else None
         network = model.keras_model
-        if _graph_of(network) is None:
+        if functional_graph(network) is None:
             raise InvalidModelError(
                 f"The model '{network.name}' is a subclassed Keras model whose layers cannot be "
                 "reached; activation maximisation needs a Functional or Sequential model.")
@@ -122,36 +123,31 @@ class LayerTaps:
 
     def _run(self, model, inputs, prefix, wanted, found):
         """Run ``model``'s graph; returns its outputs, or None once everything wanted is found."""
-        graph = _graph_of(model)
+        graph = functional_graph(model)
         tensors = {id(t): v for t, v in zip(graph.inputs, inputs)}
-        for depth in sorted(graph._nodes_by_depth, reverse=True):
-            for node in graph._nodes_by_depth[depth]:
-                op = node.operation
-                if op is None or node.is_input or any(id(t) not in tensors
-                                                      for t in node.input_tensors):
-                    continue
-                path = prefix + op.name
-                if isinstance(op, keras.Model) and _graph_of(op) is not None:
-                    args, kwargs = node.arguments.args, node.arguments.kwargs
-                    inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
-                    outputs = self._run(op, [tensors[id(t)] for t in inner], path + SEPARATOR,
-                                        wanted, found)
-                    if outputs is None:
-                        return None
+        for node in ready_nodes(graph, tensors):
+            op = node.operation
+            path = prefix + op.name
+            if isinstance(op, keras.Model) and functional_graph(op) is not None:
+                inner = nested_call_inputs(node)
+                outputs = self._run(op, [tensors[id(t)] for t in inner], path + SEPARATOR,
+                                    wanted, found)
+                if outputs is None:
+                    return None
+            else:
+                args, kwargs = node.arguments.fill_in(tensors)
+                if "training" in getattr(op, "_call_context_args", {}):
+                    kwargs = {**kwargs, "training": False}
+                if path in wanted:
+                    tap = self._tap(op, args, kwargs)
+                    found[path] = tap
+                    outputs = [tap.out]
                 else:
-                    args, kwargs = node.arguments.fill_in(tensors)
-                    if "training" in getattr(op, "_call_context_args", {}):
-                        kwargs = {**kwargs, "training": False}
-                    if path in wanted:
-                        tap = self._tap(op, args, kwargs)
-                        found[path] = tap
-                        outputs = [tap.out]
-                    else:
-                        outputs = keras.tree.flatten(self._op(op)(*args, **kwargs))
-                    if len(found) == len(wanted):
-                        return None  # the rest of the network is not needed
-                for t, value in zip(node.outputs, outputs):
-                    tensors[id(t)] = value
+                    outputs = keras.tree.flatten(self._op(op)(*args, **kwargs))
+                if len(found) == len(wanted):
+                    return None  # the rest of the network is not needed
+            for t, value in zip(node.outputs, outputs):
+                tensors[id(t)] = value
         return [tensors[id(t)] for t in graph.outputs]
 
     def _op(self, op):
@@ -175,11 +171,6 @@ class LayerTaps:
         return Tap(out, out)
 
 
-def _graph_of(model):
-    """The functional graph Keras runs for ``model`` (a Sequential's inner one), or None."""
-    if isinstance(model, keras.Sequential):
-        return getattr(model, "_functional", None)
-    return model if hasattr(model, "_nodes_by_depth") else None
 
 
 def _activation_name(layer) -> str:
@@ -209,14 +200,14 @@ def _copy(layer, *, activation: str | None = None, dtype: str | None = None):
 
 def _output_path(network: keras.Model) -> str:
     """Path of the layer that produces the model's output, inside nested models too."""
-    graph = _graph_of(network)
+    graph = functional_graph(network)
     target = id(graph.outputs[0])
     for nodes in graph._nodes_by_depth.values():
         for node in nodes:
             op = node.operation
             if op is None or node.is_input or all(id(t) != target for t in node.outputs):
                 continue
-            if isinstance(op, keras.Model) and _graph_of(op) is not None:
+            if isinstance(op, keras.Model) and functional_graph(op) is not None:
                 return op.name + SEPARATOR + _output_path(op)
             return op.name
     raise InvalidModelError(f"The output layer of '{network.name}' could not be found.")

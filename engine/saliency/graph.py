@@ -32,7 +32,7 @@ import tensorflow as tf
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import CONV_TYPES, SEPARATOR, find_layer
+from engine.models.layers import CONV_TYPES, SEPARATOR, find_layer, functional_graph, ready_nodes
 from engine.saliency.targets import class_scores
 
 L = keras.layers
@@ -76,7 +76,7 @@ def default_cam_layer(keras_model: keras.Model) -> str:
     path = convs[-1].path
     parent_path, _, name = path.rpartition(SEPARATOR)
     parent = find_layer(keras_model, parent_path) if parent_path else keras_model
-    tail = _block_tail(_graph_of(parent), parent.get_layer(name))
+    tail = _block_tail(functional_graph(parent), parent.get_layer(name))
     return f"{parent_path}{SEPARATOR}{tail}" if parent_path else tail
 
 
@@ -113,11 +113,6 @@ def _block_tail(graph, conv) -> str:
         node = nxt
 
 
-def _graph_of(model):
-    """The functional graph Keras runs for ``model`` (``None`` for a subclassed model)."""
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model if hasattr(model, "_nodes_by_depth") else None
 
 
 # ---------------------------------------------------------------------------------- the graph
@@ -146,7 +141,7 @@ class ForwardGraph:
         self.model = model
         self.layer = layer
         keras_model = model.keras_model
-        if _graph_of(keras_model) is None:
+        if functional_graph(keras_model) is None:
             if layer is not None:
                 raise InvalidModelError(
                     f"The model '{keras_model.name}' is a subclassed model whose layers cannot be "
@@ -185,7 +180,7 @@ class ForwardGraph:
     def forward_preprocessed(self, inputs: tf.Tensor):
         """``forward`` from what the network's first layer takes (after preprocessing)."""
         keras_model = self.model.keras_model
-        if _graph_of(keras_model) is None:
+        if functional_graph(keras_model) is None:
             out = keras_model(inputs, training=False)
             return None, self._to_logits(out, log_of=self.model.output_activation)
         parts = self.layer.split(SEPARATOR) if self.layer else []
@@ -247,33 +242,29 @@ def _run(model, inputs, parts, captured, replacement):
     """Run ``model``'s graph on real tensors; store the first output of the layer named by
     ``parts`` (a path split at "/") in ``captured["value"]``; call ``replacement`` instead of the
     op that produces the model's output, when one is given."""
-    graph = _graph_of(model)
+    graph = functional_graph(model)
     tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
     output_ids = {id(t) for t in graph.outputs}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            op = node.operation
-            if op is None or node.is_input or any(id(t) not in tensors
-                                                  for t in node.input_tensors):
-                continue
-            args, kwargs = node.arguments.fill_in(tensors)
-            is_output = any(id(t) in output_ids for t in node.outputs)
-            target_here = bool(parts) and op.name == parts[0]
-            if isinstance(op, keras.Model) and _graph_of(op) is not None and (
-                    (target_here and len(parts) > 1) or (is_output and replacement is not None)):
-                inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
-                outputs = _run(op, inner, parts[1:] if target_here else [], captured,
-                               replacement if is_output else None)
-                outputs = outputs[0] if len(outputs) == 1 else outputs
-            elif is_output and replacement is not None and op is _replaced(replacement):
-                outputs = replacement(*args, **kwargs)
-            else:
-                outputs = op(*args, **kwargs)
-            flat = keras.tree.flatten(outputs)
-            if target_here and len(parts) == 1 and "value" not in captured:
-                captured["value"] = flat[0]
-            for t, value in zip(node.outputs, flat):
-                tensors[id(t)] = value
+    for node in ready_nodes(graph, tensors):
+        op = node.operation
+        args, kwargs = node.arguments.fill_in(tensors)
+        is_output = any(id(t) in output_ids for t in node.outputs)
+        target_here = bool(parts) and op.name == parts[0]
+        if isinstance(op, keras.Model) and functional_graph(op) is not None and (
+                (target_here and len(parts) > 1) or (is_output and replacement is not None)):
+            inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
+            outputs = _run(op, inner, parts[1:] if target_here else [], captured,
+                           replacement if is_output else None)
+            outputs = outputs[0] if len(outputs) == 1 else outputs
+        elif is_output and replacement is not None and op is _replaced(replacement):
+            outputs = replacement(*args, **kwargs)
+        else:
+            outputs = op(*args, **kwargs)
+        flat = keras.tree.flatten(outputs)
+        if target_here and len(parts) == 1 and "value" not in captured:
+            captured["value"] = flat[0]
+        for t, value in zip(node.outputs, flat):
+            tensors[id(t)] = value
     return [tensors[id(t)] for t in graph.outputs]
 
 
@@ -304,7 +295,7 @@ def _replaced(replacement):
 
 def _output_op(model):
     """The op producing ``model``'s (first) output, looking inside nested models."""
-    graph = _graph_of(model)
+    graph = functional_graph(model)
     if graph is None:
         return None
     target = id(graph.outputs[0])
@@ -313,7 +304,7 @@ def _output_op(model):
             if node.operation is not None and not node.is_input and any(
                     id(t) == target for t in node.outputs):
                 op = node.operation
-                if isinstance(op, keras.Model) and _graph_of(op) is not None:
+                if isinstance(op, keras.Model) and functional_graph(op) is not None:
                     return _output_op(op)
                 return op
     return None
