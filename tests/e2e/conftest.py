@@ -97,3 +97,21 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+#: ms: TensorFlow's first import plus the first model load on a 2-core machine
+LOAD = 90_000
+
+
+def wait_idle(page) -> None:
+    """Wait until the Streamlit script has finished its run."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=LOAD)
+
+
+def choose(page, label: str, option: str, *, exact: bool = False) -> None:
+    """Pick ``option`` in the main area's selectbox labelled ``label``, then wait for the rerun."""
+    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
+        has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=exact).click()
+    wait_idle(page)

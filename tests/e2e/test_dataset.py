@@ -7,16 +7,11 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
 from tests.engine.dataset_helpers import make_zip, shape_png
 from ui.sidebar import PAGES
 
-LOAD = 90_000  # TensorFlow's first import on a 2-core machine
 
-
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
 
 
 def _leaky_zip(path):

@@ -7,10 +7,9 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle, choose as _choose
 from ui.sidebar import PAGES
 
-LOAD = 90_000  # TensorFlow's first import plus the first model load on a 2-core machine
 GRID_JS = """() => {
   const plots = Array.from(
     document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'));
@@ -19,16 +18,6 @@ GRID_JS = """() => {
 }"""
 
 
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
-
-
-def _choose(page, label: str, option: str):
-    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
-        has_text=label).first.click()
-    page.get_by_role("option", name=option).click()
-    _idle(page)
 
 
 def test_open_a_layer_and_a_channel_from_a_deep_link(page, fresh_server):

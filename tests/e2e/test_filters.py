@@ -7,20 +7,15 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
 from ui.sidebar import PAGES
 
-LOAD = 90_000  # TensorFlow's first import plus the first model load on a 2-core machine
 # How many tiles the grid chart holds (react-plotly keeps the figure's data on its div).
 TILES_JS = """() => Math.max(0, ...Array.from(
   document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'),
   el => (el.data && el.data.length > 1 && el.data[1].hovertext ? el.data[1].hovertext.length
                                                                  : 0)))"""
 
-
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
 
 
 def test_deep_link_to_filters_is_the_first_request_to_a_fresh_server(page, fresh_server):

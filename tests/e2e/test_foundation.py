@@ -10,15 +10,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
 from ui.sidebar import PAGES
 
-LOAD = 90_000  # TensorFlow's first import plus the first model load on a 2-core machine
 
-
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
 
 
 def _png(path, color):

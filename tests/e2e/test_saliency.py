@@ -8,22 +8,11 @@ import re
 from playwright.sync_api import expect
 
 from engine.saliency import METHODS
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle, choose
 from ui.sidebar import PAGES
 
-LOAD = 90_000  # TensorFlow's first import plus the first model load on a 2-core machine
 
 
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
-
-
-def _choose(page, label: str, option: str):
-    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
-        has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    _idle(page)
 
 
 def _wait_for_images(page, count: int):
@@ -44,8 +33,8 @@ def test_pick_method_and_class_then_compare_every_method(page, fresh_server):
     expect(page.get_by_text(re.compile(r"map for star"))).to_be_visible(timeout=LOAD)
     _wait_for_images(page, 4)
 
-    _choose(page, "Method", "Grad-CAM++")
-    _choose(page, "Explain which class?", "circle (in a top 5)")
+    choose(page, "Method", "Grad-CAM++", exact=True)
+    choose(page, "Explain which class?", "circle (in a top 5)", exact=True)
     expect(page.get_by_text(re.compile(r"map for circle"))).to_have_count(2, timeout=LOAD)
     _wait_for_images(page, 4)
     assert page.locator('[data-testid="stException"]').count() == 0

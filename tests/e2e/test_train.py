@@ -10,21 +10,16 @@ import pytest
 from playwright.sync_api import expect
 
 from engine.training import list_runs, stop_run
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
 from ui.sidebar import PAGES
 from ui.train_figures import EPOCH_TRACE
 
-LOAD = 90_000
 #: the most epoch points of the live curve on the page (several charts may be in flight)
 EPOCH_POINTS = f"""() => Math.max(0, ...Array.from(
     document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'), el => {{
         const trace = (el.data || []).find(t => t.name === "{EPOCH_TRACE}");
         return trace && trace.x ? trace.x.length : 0; }}))"""
 
-
-def _idle(page):
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=LOAD)
 
 
 def _points(page) -> int:
