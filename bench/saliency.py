@@ -19,6 +19,11 @@ the same answer), and the load average before and after.
     python bench/saliency.py            # full settings: Score-CAM over all 512 channels
     python bench/saliency.py --quick    # Score-CAM over 64 channels, coarser occlusion
     python bench/saliency.py --only cams,smoothgrad --repeats 7
+    python bench/saliency.py --only smoothgrad,scorecam --precisions float32,auto
+
+SmoothGrad and Score-CAM, whose batched passes can run in bfloat16 (``explain(...,
+precision=)``), are timed in each of ``--precisions`` (default float32 and auto) against the
+same reference calls: one row per precision, with the Pearson r of its map to the float32 one.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import tensorflow as tf  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from engine.saliency import METHODS, explain  # noqa: E402
 from engine.saliency.base import normalize, resize_map  # noqa: E402
+from engine.saliency.graph import resolve_precision  # noqa: E402
 
 LAYER = "block5_conv3"
 GOALS = {"gradcam": 0.3, "smoothgrad": 0.2, "scorecam": 0.5, "integrated_gradients": 0.5}
@@ -61,8 +67,10 @@ def _pearson(ours, theirs) -> float:
 
 
 class Bench:
-    def __init__(self, quick: bool, repeats: int, slow_repeats: int):
+    def __init__(self, quick: bool, repeats: int, slow_repeats: int,
+                 precisions: tuple[str, ...] = ("float32", "auto")):
         self.quick, self.repeats, self.slow_repeats = quick, repeats, slow_repeats
+        self.precisions = precisions
         self.model = load_model("vgg16", weights=None)
         self.net = self.model.keras_model
         rng = np.random.default_rng(0)
@@ -101,22 +109,52 @@ class Bench:
         return lambda: explain(self.model, self.image, method, self.target, **options)[0]
 
     def _compare(self, method, reference, ours, theirs, settings, slow=False, **extra):
-        """Warm both up, then time them alternately; record medians and the ratio."""
+        """Warm both up, then time them alternately; record medians and the ratio.
+
+        ``ours`` is one callable, or ``{precision: callable}`` for the methods whose batched
+        passes can run in bfloat16: each variant is timed in the same loop against the same
+        reference calls, and gets a row of its own."""
+        variants = ours if isinstance(ours, dict) else {None: ours}
         repeats = self.slow_repeats if slow else self.repeats
         if not slow:  # slow ones warm up on a smaller job of the same shapes (see callers)
-            ours(), theirs()  # tracing, first allocations: what the app pays once
-        t_ours, t_ref, map_ours, map_ref = [], [], None, None
+            theirs()  # tracing, first allocations: what the app pays once
+            for fn in variants.values():
+                fn()
+        t_ref, c_ref, map_ref = [], [], None
+        t_ours = {key: [] for key in variants}
+        c_ours = {key: [] for key in variants}
+        maps = {}
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             map_ref = theirs()
             t_ref.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            map_ours = ours()
-            t_ours.append(time.perf_counter() - start)
+            c_ref.append(time.process_time() - cpu)
+            for key, fn in variants.items():
+                start, cpu = time.perf_counter(), time.process_time()
+                maps[key] = fn()
+                t_ours[key].append(time.perf_counter() - start)
+                c_ours[key].append(time.process_time() - cpu)
+        first = next(iter(variants))
+        for key in variants:
+            row_extra = dict(extra)
+            if key is not None:
+                row_extra = {"precision": key, "computes_in": resolve_precision(key), **extra}
+                if key != first:  # the same method in float32, same run
+                    row_extra["pearson_r_vs_float32"] = _pearson(maps[key], maps[first])
+            self._row(method, reference, settings, repeats, t_ours[key], c_ours[key], t_ref,
+                      c_ref, maps[key], map_ref, row_extra)
+
+    def _row(self, method, reference, settings, repeats, t_ours, c_ours, t_ref, c_ref,
+             map_ours, map_ref, extra):
         row = {"method": method, "reference": reference, "settings": settings,
                "calls": repeats, "ours_s": round(statistics.median(t_ours), 4),
                "reference_s": round(statistics.median(t_ref), 4)}
         row["ratio"] = round(row["ours_s"] / row["reference_s"], 3)
+        # CPU seconds (all threads): on a machine shared with other work, the wall-clock
+        # ratio moves with their load; the CPU-time ratio hardly does.
+        row["ours_cpu_s"] = round(statistics.median(c_ours), 3)
+        row["reference_cpu_s"] = round(statistics.median(c_ref), 3)
+        row["ratio_cpu"] = round(row["ours_cpu_s"] / row["reference_cpu_s"], 3)
         if method in GOALS:
             row["goal"] = f"<= {GOALS[method]}"
             row["goal_met"] = row["ratio"] <= GOALS[method]
@@ -163,8 +201,10 @@ class Bench:
         # same sigma. The draws still differ (VGG16's network input is BGR: the same numbers
         # land on other channels), so the maps agree as two SmoothGrads of 20 samples do.
         noise = 0.2 * float(np.ptp(self.x_net)) / float(np.ptp(self.x))
-        ours = self._ours("smoothgrad", samples=samples, noise=noise)
-        ours()  # the batch shapes of 20 samples, once
+        ours = {p: self._ours("smoothgrad", samples=samples, noise=noise, precision=p)
+                for p in self.precisions}
+        for fn in ours.values():
+            fn()  # the batch shapes of 20 samples, once per precision
         self._compare("smoothgrad", "tf-keras-vis", ours,
                       lambda: _seeded(0, lambda: vis(self._score(), self.x_net,
                                                      smooth_samples=samples,
@@ -181,9 +221,11 @@ class Bench:
         twin.layers[-1].activation = keras.activations.linear
         vis = Scorecam(twin)
         options = {"max_N": channels} if channels else {}
-        self._ours("scorecam", layer=LAYER, max_channels=8, batch_size=32)()  # trace, once
+        for p in self.precisions:  # trace, once per precision
+            self._ours("scorecam", layer=LAYER, max_channels=8, batch_size=32, precision=p)()
         self._compare("scorecam", "tf-keras-vis",
-                      self._ours("scorecam", layer=LAYER, max_channels=channels, batch_size=32),
+                      {p: self._ours("scorecam", layer=LAYER, max_channels=channels,
+                                     batch_size=32, precision=p) for p in self.precisions},
                       lambda: vis(self._score(), self.x_net, penultimate_layer=LAYER,
                                   batch_size=32, **options)[0],
                       {"layer": LAYER, "channels": channels or 512, "batch_size": 32},
@@ -260,10 +302,14 @@ def main() -> None:
                         help="calls timed per slow method (SmoothGrad, IG, occlusion, Score-CAM)")
     parser.add_argument("--only", default="", help="comma-separated parts: cams, vanilla, "
                         "smoothgrad, gxi, ig, occlusion, scorecam")
+    parser.add_argument("--precisions", default="float32,auto",
+                        help="comma-separated precisions timed for SmoothGrad and Score-CAM "
+                        "(float32, bfloat16, auto), each against the same reference calls")
     args = parser.parse_args()
     keras.utils.disable_interactive_logging()  # tf-keras-vis' predict() would draw on stdout
     load_before = os.getloadavg()
-    bench = Bench(args.quick, args.repeats, args.slow_repeats)
+    bench = Bench(args.quick, args.repeats, args.slow_repeats,
+                  tuple(p for p in args.precisions.split(",") if p))
     parts = {"cams": bench.cams, "vanilla": bench.vanilla, "smoothgrad": bench.smoothgrad,
              "gxi": bench.gradient_x_input, "ig": bench.integrated_gradients,
              "occlusion": bench.occlusion, "scorecam": bench.scorecam}
@@ -279,7 +325,8 @@ def main() -> None:
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "tensorflow": tf.__version__, "keras": keras.__version__,
-        "tf_keras_vis": tf_keras_vis.__version__, "total_s": round(time.perf_counter() - start, 1),
+        "tf_keras_vis": tf_keras_vis.__version__, "auto_precision": resolve_precision("auto"),
+        "total_s": round(time.perf_counter() - start, 1),
         "results": bench.results}, indent=2))
 
 

@@ -19,11 +19,15 @@ Where things live:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from engine.models.explorable import ExplorableModel
 from engine.saliency.base import Progress, SaliencyMethod
 from engine.saliency.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
-from engine.saliency.gradients import (GradientXInput, IntegratedGradients, SmoothGrad,
-                                       VanillaGradients)
+from engine.saliency.gradients import (Completeness, GradientXInput, IntegratedGradients,
+                                       SmoothGrad, VanillaGradients)
 from engine.saliency.graph import default_cam_layer, spatial_layer_paths
 from engine.saliency.occlusion import Occlusion
 from engine.saliency.targets import ClassTarget, TopClass
@@ -33,13 +37,27 @@ METHODS: dict[str, type[SaliencyMethod]] = {cls.name: cls for cls in (
     GradCAM, VanillaGradients, GradientXInput, GradCAMPlusPlus, LayerCAM, SmoothGrad,
     IntegratedGradients, Occlusion, ScoreCAM)}
 
-__all__ = ["METHODS", "ClassTarget", "SaliencyMethod", "TopClass", "default_cam_layer",
-           "explain", "spatial_layer_paths"]
+__all__ = ["METHODS", "ClassTarget", "Completeness", "Explanation", "SaliencyMethod", "TopClass",
+           "default_cam_layer", "explain", "spatial_layer_paths"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The maps and what a method measured on the way (``explain(..., details=True)``).
+
+    Attributes:
+        maps: what ``explain`` returns.
+        completeness: Integrated Gradients only (else ``None``): per image, the sum of the
+            attributions against ``f(image) - f(baseline)``.
+    """
+
+    maps: np.ndarray | list
+    completeness: Completeness | None = None
 
 
 def explain(model: ExplorableModel, images, method: str = "gradcam", target=None,
             layer: str | None = None, *, batch_size: int = 16, progress: Progress | None = None,
-            **options):
+            details: bool = False, precision: str = "auto", **options):
     """Saliency maps of ``images`` for ``target`` by ``method``.
 
     Args:
@@ -53,20 +71,33 @@ def explain(model: ExplorableModel, images, method: str = "gradcam", target=None
             picks ``default_cam_layer``. Ignored by the other methods.
         batch_size: inputs per forward pass (samples, steps, masks or patches).
         progress: ``progress(done, total)`` after each batch.
+        details: return an ``Explanation`` (the maps and, for Integrated Gradients, its
+            completeness) instead of the maps alone.
+        precision: ``"auto"`` (bfloat16 where the hardware has fast bfloat16 arithmetic,
+            else float32), ``"float32"`` or ``"bfloat16"``: the arithmetic of the batched
+            passes of SmoothGrad and Score-CAM (``SaliencyMethod.reduced_precision``); their
+            maps stay as close to tf-keras-vis' float32 ones (tests/engine/test_saliency*.py)
+            at about half the time. The model is not changed (bfloat16 copies of its layers
+            are made once and kept). Other methods ignore it.
         **options: the method's options (``METHODS[method].options`` lists them with their
             defaults), e.g. ``samples=``, ``noise=`` for SmoothGrad.
 
     Returns:
         (N, H, W) float32 in [0, 1] at the images' own resolution (a list of (H_i, W_i) maps
-        when the images differ in size).
+        when the images differ in size); with ``details=True`` an ``Explanation`` holding them.
 
     Raises:
         KeyError: an unknown method.
+        ValueError: an unknown precision.
         InvalidImageError: an image that is not (H, W, 3).
         InvalidModelError: an unknown class or layer, or a CAM method on a model without a
             convolution layer.
     """
     if method not in METHODS:
         raise KeyError(f"Unknown saliency method {method!r}; choose one of {list(METHODS)}.")
-    runner = METHODS[method](model, layer, batch_size=batch_size, progress=progress, **options)
-    return runner(images, target)
+    runner = METHODS[method](model, layer, batch_size=batch_size, progress=progress,
+                             precision=precision, **options)
+    maps = runner(images, target)
+    if not details:
+        return maps
+    return Explanation(maps, getattr(runner, "completeness", None))

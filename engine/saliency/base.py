@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
-from engine.saliency.graph import as_numpy, batches, default_cam_layer, forward_graph
+from engine.saliency.graph import (as_numpy, batches, default_cam_layer, forward_graph,
+                                   resolve_precision)
 from engine.saliency.targets import TopClass, resolve_classes
 
 #: ``progress(done, total)``: called after each batch; ``done == total`` at the end.
@@ -48,6 +49,9 @@ class SaliencyMethod:
         top_class_in_graph: the top class can be picked in the same pass as the gradients
             (methods that differentiate the image itself); others need one forward first.
         speed: "fast" or "slow" (slow ones run many forward passes per image).
+        reduced_precision: ``precision="bfloat16"`` (or ``"auto"`` where that means bfloat16)
+            runs the method's batched passes in bfloat16 (``batch_graph``); the others always
+            compute in float32.
     """
 
     name: ClassVar[str] = ""
@@ -57,9 +61,11 @@ class SaliencyMethod:
     uses_layer: ClassVar[bool] = False
     top_class_in_graph: ClassVar[bool] = False
     speed: ClassVar[str] = "fast"
+    reduced_precision: ClassVar[bool] = False
 
     def __init__(self, model: ExplorableModel, layer: str | None = None, *,
-                 batch_size: int = 16, progress: Progress | None = None, **options):
+                 batch_size: int = 16, progress: Progress | None = None,
+                 precision: str = "auto", **options):
         unknown = set(options) - set(self.options)
         if unknown:
             raise TypeError(f"{self.title} has no option {sorted(unknown)}; its options are "
@@ -70,6 +76,11 @@ class SaliencyMethod:
         self.progress = progress or (lambda done, total: None)
         self.settings = {**self.options, **options}
         self.graph = forward_graph(model, self.layer)
+        # The many-input passes of a method that averages over them (noisy samples, masks) may
+        # run in bfloat16; passes that pick classes or read a layer stay float32.
+        self.precision = resolve_precision(precision) if self.reduced_precision else "float32"
+        self.batch_graph = (self.graph if self.precision == "float32"
+                            else forward_graph(model, None, self.precision))
 
     # ------------------------------------------------------------------------- the template
     def __call__(self, images, target=None) -> np.ndarray:
@@ -176,7 +187,7 @@ class InputGradientMethod(SaliencyMethod):
         means = np.zeros(x.shape, np.float32)
         parts = batches(len(inputs), self.batch_size)
         for done, s in enumerate(parts, 1):
-            gradients, _ = self.graph.input_gradients(tf.constant(inputs[s]),
+            gradients, _ = self.batch_graph.input_gradients(tf.constant(inputs[s]),
                                                       tf.constant(classes[owners[s]], tf.int32))
             weighted = self.reduce(as_numpy(gradients)) * weights[s][:, None, None, None]
             np.add.at(means, owners[s], weighted)

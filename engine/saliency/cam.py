@@ -67,7 +67,8 @@ class ScoreCAM(CamMethod):
 
     Masked images go through the model in batches. Channels that are constant on this image
     (all zero after a ReLU, often many of them) give the same all-zero mask, so that one input
-    is scored once for all of them.
+    is scored once for all of them; so is each set of channels whose scaled maps are equal
+    (after a ReLU, e.g. channels active at one and the same position).
 
     Options:
         max_channels: 0 uses every channel; N > 0 only the N channels whose activations vary
@@ -80,6 +81,7 @@ class ScoreCAM(CamMethod):
     options = {"max_channels": 0}
     top_class_in_graph = False
     speed = "slow"
+    reduced_precision = True  # an average of many passes: bfloat16 keeps the map
 
     def attribute(self, x, classes):
         activations = [as_numpy(self.graph.activations(tf.constant(x[s])))
@@ -90,38 +92,49 @@ class ScoreCAM(CamMethod):
         jobs = [self._masks(x[i], activations[i]) for i in range(len(x))]
         total = sum(len(batches(len(masks), self.batch_size)) + 1 for _, masks, _ in jobs)
         done, maps = 0, []
-        for i, (keep, masks, constant) in enumerate(jobs):
-            scores = np.zeros(len(keep), np.float32)
-            varying = ~constant
+        for i, (keep, masks, source) in enumerate(jobs):
+            scores = np.zeros(len(masks) + 1, np.float32)  # the last one: the all-zero mask
             for s in batches(len(masks), self.batch_size):
-                scores[np.flatnonzero(varying)[s]] = self._class_probability(
-                    x[i], masks[s], classes[i])
+                scores[s] = self._class_probability(x[i], masks[s], classes[i])
                 done += 1
                 self.progress(done, total)
-            if constant.any():
+            if (source < 0).any():
                 blank = np.zeros((1,) + x.shape[1:3], np.float32)
-                scores[constant] = self._class_probability(x[i], blank, classes[i])[0]
+                scores[-1] = self._class_probability(x[i], blank, classes[i])[0]
             done += 1
             self.progress(done, total)
-            cam = (activations[i][..., keep] * scores).sum(axis=-1)
+            cam = (activations[i][..., keep] * scores[source]).sum(axis=-1)
             maps.append(np.maximum(cam, 0.0))
         return np.stack(maps)
 
     def _masks(self, image, activations):
-        """Channels kept, (K, h, w) masks of the varying ones, and which kept ones are constant
-        (all-zero masks: one forward pass scores them all)."""
+        """Channels kept, (K, h, w) masks (one per distinct scaled map), and per kept channel
+        the row of its mask, -1 for a constant channel (all-zero mask: one forward pass scores
+        them all)."""
         n = int(self.settings["max_channels"])
         keep = np.arange(activations.shape[-1])
         if 0 < n < len(keep):
             keep = np.sort(np.argsort(-activations.std(axis=(0, 1)), kind="stable")[:n])
-        up = tf.compat.v1.image.resize_bilinear(activations[None][..., keep], image.shape[:2],
-                                                align_corners=True).numpy()[0]
-        low, high = up.min(axis=(0, 1)), up.max(axis=(0, 1))
+        grid = activations[..., keep]
+        low, high = grid.min(axis=(0, 1)), grid.max(axis=(0, 1))
         constant = (high - low) <= 0.0
-        masks = (up[..., ~constant] - low[~constant]) / (high - low)[~constant]
-        return keep, np.moveaxis(masks, -1, 0).astype(np.float32), constant
+        # Bilinear upsampling with corners aligned keeps each map's minimum and maximum, so
+        # equal scaled grids give equal masks: each distinct one is upsampled and scored once.
+        scaled = (grid[..., ~constant] - low[~constant]) / (high - low)[~constant]
+        _, first, rows = np.unique(np.moveaxis(scaled, -1, 0).reshape(len(scaled[0, 0]), -1),
+                                   axis=0, return_index=True, return_inverse=True)
+        source = np.full(len(keep), -1)
+        source[~constant] = rows.ravel()
+        distinct = keep[~constant][first]
+        if not len(distinct):
+            return keep, np.zeros((0,) + image.shape[:2], np.float32), source
+        up = tf.compat.v1.image.resize_bilinear(activations[None][..., distinct],
+                                                image.shape[:2], align_corners=True).numpy()[0]
+        low, high = up.min(axis=(0, 1)), up.max(axis=(0, 1))
+        masks = (up - low) / (high - low)
+        return keep, np.moveaxis(masks, -1, 0).astype(np.float32), source
 
     def _class_probability(self, image, masks, index):
-        probabilities = self.graph.masked_probabilities(tf.constant(image[None]),
+        probabilities = self.batch_graph.masked_probabilities(tf.constant(image[None]),
                                                         tf.constant(masks))
         return as_numpy(probabilities)[:, index]

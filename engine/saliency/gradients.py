@@ -6,6 +6,8 @@ points on a path) go through one ``tf.function`` in batches.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tensorflow as tf
 
@@ -54,6 +56,7 @@ class SmoothGrad(InputGradientMethod):
     summary = "Vanilla gradients averaged over noisy copies of the image: less speckle."
     options = {"samples": 20, "noise": 0.2, "seed": 0}
     speed = "slow"
+    reduced_precision = True  # an average of many passes: bfloat16 keeps the map
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -84,6 +87,34 @@ class SmoothGrad(InputGradientMethod):
         return mean.max(axis=-1)
 
 
+@dataclass(frozen=True)
+class Completeness:
+    """How closely Integrated Gradients' attributions add up to what they explain: per image,
+    the sum of the attributions against ``score(image) - score(baseline)`` (the class logit).
+    The two are equal for the exact integral; the gap is the error of the Riemann sum, so a
+    large one means the steps are too few.
+
+    Attributes:
+        attribution_sum: (N,) float64, the sum of each image's signed attributions.
+        score_difference: (N,) float64, ``logit(image) - logit(baseline)`` of the class.
+    """
+
+    attribution_sum: np.ndarray
+    score_difference: np.ndarray
+
+    @property
+    def gap(self) -> np.ndarray:
+        """(N,) ``attribution_sum - score_difference``."""
+        return self.attribution_sum - self.score_difference
+
+    @property
+    def relative_gap(self) -> np.ndarray:
+        """(N,) ``|gap| / |score_difference|`` (0.05: 5 %); ``nan`` where the difference is 0."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.abs(self.gap) / np.abs(self.score_difference)
+        return np.where(self.score_difference == 0.0, np.nan, out)
+
+
 class IntegratedGradients(InputGradientMethod):
     """Sundararajan et al. 2017: the gradient averaged along the straight path from a baseline
     to the image, times (image - baseline); the attributions add up to
@@ -96,6 +127,10 @@ class IntegratedGradients(InputGradientMethod):
     it changes most: real networks change most near the baseline, where equal pieces miss
     much of the integral (on an ImageNet MobileNet, 64 equal steps leave completeness errors of
     up to 16 %, 64 adaptive ones under 4 %).
+
+    After each call, ``completeness`` compares each image's sum of attributions with
+    ``score(image) - score(baseline)`` (from the same passes, or two extra forward passes with
+    uniform spacing): the check a user needs to trust the number of steps.
 
     Options:
         steps: gradient evaluations on the path (default 64).
@@ -121,6 +156,7 @@ class IntegratedGradients(InputGradientMethod):
             if self.settings[option] not in allowed:
                 raise ValueError(f"{option} must be one of {allowed}, got "
                                  f"{self.settings[option]!r}.")
+        self.completeness: Completeness | None = None  # set by each call
 
     def baseline(self, image: np.ndarray) -> np.ndarray:
         kind = self.settings["baseline"]
@@ -128,35 +164,46 @@ class IntegratedGradients(InputGradientMethod):
             return blurred(image)
         return np.full_like(image, {"black": 0.0, "white": 255.0, "gray": 127.5}[kind])
 
-    def path(self, image: np.ndarray, base: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
-        """(steps,) positions in [0, 1] on the path from ``base`` to ``image`` and the (steps,)
-        lengths of their pieces (summing to 1)."""
+    def path(self, image: np.ndarray, base: np.ndarray, cls: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(steps,) positions in [0, 1] on the path from ``base`` to ``image``, the (steps,)
+        lengths of their pieces (summing to 1), and the class logit at both ends (baseline,
+        image)."""
         steps = int(self.settings["steps"])
         if self.settings["spacing"] == "uniform":
             edges = np.linspace(0.0, 1.0, steps + 1)
+            ends = as_numpy(self.graph.logits(
+                tf.constant(np.stack([base, image]).astype(np.float32))))[:, cls]
         else:
             probes = np.linspace(0.0, 1.0, self.PROBES + 1)
             points = base[None] + probes[:, None, None, None] * (image - base)[None]
             logits = as_numpy(self.graph.logits(tf.constant(points.astype(np.float32))))
+            ends = logits[[0, -1], cls]  # the probes start at the baseline, end at the image
             change = np.abs(np.diff(logits[:, cls])) + 1e-12
             # Half the steps evenly, half where the score changes, piecewise uniformly.
             mass = 0.5 / self.PROBES + 0.5 * change / change.sum()
             cumulative = np.concatenate([[0.0], np.cumsum(mass)])
             edges = np.interp(np.linspace(0.0, 1.0, steps + 1), cumulative / cumulative[-1],
                               probes)
-        return ((edges[:-1] + edges[1:]) / 2).astype(np.float32), np.diff(edges)
+        return ((edges[:-1] + edges[1:]) / 2).astype(np.float32), np.diff(edges), ends
 
     def samples(self, image, index, cls):
         base = self.baseline(image)
-        alphas, weights = self.path(image, base, cls)
+        alphas, weights, ends = self.path(image, base, cls)
+        self._score_difference[index] = ends[1] - ends[0]
         return base[None] + alphas[:, None, None, None] * (image - base)[None], weights
 
     def attributions(self, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """(N, h, w, 3) signed attributions of prepared images: per pixel and channel,
         ``(x - baseline) * mean gradient on the path``; each image's sum approximates
-        ``logit(x) - logit(baseline)`` of its class."""
+        ``logit(x) - logit(baseline)`` of its class (``self.completeness`` says how closely,
+        once this has run)."""
+        self._score_difference = np.zeros(len(x), np.float64)
         mean = self.average_gradients(x, classes)
-        return np.stack([(x[i] - self.baseline(x[i])) * mean[i] for i in range(len(x))])
+        signed = np.stack([(x[i] - self.baseline(x[i])) * mean[i] for i in range(len(x))])
+        self.completeness = Completeness(signed.sum(axis=(1, 2, 3), dtype=np.float64),
+                                         self._score_difference)
+        return signed
 
-    def combine(self, image, mean, index):
-        return np.abs(((image - self.baseline(image)) * mean).sum(axis=-1))
+    def attribute(self, x, classes):
+        return np.abs(self.attributions(x, classes).sum(axis=-1))

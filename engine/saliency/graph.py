@@ -15,14 +15,21 @@ Two things make this more than ``keras.Model(model.inputs, [layer.output, model.
   separate ``Softmax`` layer is skipped). Where no copy can be made, ``log p`` stands in: the
   same softmax, the same order of classes.
 
+**Precision.** ``ForwardGraph(..., precision="bfloat16")`` runs bfloat16 copies of the layers
+(weights rounded once, made on first use and shared by every graph of the model; the user's
+layers are only read): about twice as fast on CPUs with AVX512-BF16/AMX and recent GPUs. The
+input, the preprocessing, the logits and the softmax stay float32, and so do the gradients
+handed back; SmoothGrad and Score-CAM average many such passes in float32.
+
 Graph functions are ``tf.function``s with fixed input signatures (any batch size, no retracing),
-built once per (model, layer) and kept in a small cache.
+built once per (model, layer, precision) and kept in a small cache.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import weakref
 from dataclasses import dataclass
 
 import keras
@@ -43,7 +50,10 @@ _BLOCK_TAIL_TYPES = (
     L.LeakyReLU, L.ELU, L.PReLU, L.Add, L.Concatenate,
 )
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
-_CACHE_SIZE = 6  # (model, layer) pairs; a graph holds its model (VGG16: 0.5 GB)
+_CACHE_SIZE = 6  # (model, layer, precision); a graph holds its model (VGG16: 0.5 GB)
+#: arithmetic of a ``ForwardGraph``: float32, or bfloat16 copies of the layers (about twice as
+#: fast where the hardware has bfloat16 instructions)
+PRECISIONS = ("float32", "bfloat16")
 
 
 # --------------------------------------------------------------------------------- layer choice
@@ -137,9 +147,13 @@ class ForwardGraph:
         multilabel: a sigmoid output with several units (each class its own probability).
     """
 
-    def __init__(self, model: ExplorableModel, layer: str | None = None):
+    def __init__(self, model: ExplorableModel, layer: str | None = None,
+                 precision: str = "float32"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}.")
         self.model = model
         self.layer = layer
+        self.precision = precision
         keras_model = model.keras_model
         if functional_graph(keras_model) is None:
             if layer is not None:
@@ -185,12 +199,14 @@ class ForwardGraph:
             return None, self._to_logits(out, log_of=self.model.output_activation)
         parts = self.layer.split(SEPARATOR) if self.layer else []
         captured = {}
-        (out,) = _run(keras_model, [inputs], parts, captured, self._fix.replacement)[:1]
+        low = _low_precision_layers(self.model) if self.precision == "bfloat16" else None
+        (out,) = _run(keras_model, [inputs], parts, captured, self._fix.replacement, low)[:1]
         logits = self._to_logits(out, log_of=self._fix.log_of)
         if self.layer and "value" not in captured:
             raise InvalidModelError(f"The layer '{self.layer}' is not on the path from the input "
                                     "to the output; pick another layer.")
-        return captured.get("value"), logits
+        value = captured.get("value")
+        return (None if value is None else tf.cast(value, tf.float32)), logits
 
     def _to_logits(self, out, log_of):
         out = tf.cast(out, tf.float32)
@@ -238,10 +254,11 @@ class ForwardGraph:
         return activations, tape.gradient(score, activations), logits
 
 
-def _run(model, inputs, parts, captured, replacement):
+def _run(model, inputs, parts, captured, replacement, low=None):
     """Run ``model``'s graph on real tensors; store the first output of the layer named by
     ``parts`` (a path split at "/") in ``captured["value"]``; call ``replacement`` instead of the
-    op that produces the model's output, when one is given."""
+    op that produces the model's output, when one is given; with ``low`` (a
+    ``_LowPrecisionLayers``), call each layer's bfloat16 copy instead of the layer."""
     graph = functional_graph(model)
     tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
     output_ids = {id(t) for t in graph.outputs}
@@ -251,13 +268,16 @@ def _run(model, inputs, parts, captured, replacement):
         is_output = any(id(t) in output_ids for t in node.outputs)
         target_here = bool(parts) and op.name == parts[0]
         if isinstance(op, keras.Model) and functional_graph(op) is not None and (
-                (target_here and len(parts) > 1) or (is_output and replacement is not None)):
+                (target_here and len(parts) > 1) or (is_output and replacement is not None)
+                or low is not None):
             inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
             outputs = _run(op, inner, parts[1:] if target_here else [], captured,
-                           replacement if is_output else None)
+                           replacement if is_output else None, low)
             outputs = outputs[0] if len(outputs) == 1 else outputs
         elif is_output and replacement is not None and op is _replaced(replacement):
             outputs = replacement(*args, **kwargs)
+        elif low is not None:
+            outputs = low(op)(*args, **kwargs)
         else:
             outputs = op(*args, **kwargs)
         flat = keras.tree.flatten(outputs)
@@ -342,22 +362,89 @@ def _activation_name(op) -> str:
     return getattr(activation, "__name__", "linear")
 
 
+# ------------------------------------------------------------------------------ low precision
+class _LowPrecisionLayers:
+    """bfloat16 copies of one model's layers, made on first use and shared by all its graphs.
+
+    A copy has the layer's config with a bfloat16 dtype policy and the layer's weights rounded
+    to bfloat16 (half the memory of a float32 copy, no cast per call); normalisation layers use
+    ``mixed_bfloat16`` (float32 statistics, as Keras computes them anyway). A layer that cannot
+    be copied (a custom one) runs as it is, in float32: Keras casts its input back."""
+
+    def __init__(self):
+        self._copies: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, op):
+        with self._lock:
+            if id(op) not in self._copies:
+                with tf.init_scope():  # made eagerly, even when first asked for while tracing
+                    self._copies[id(op)] = _bfloat16_copy(op)
+            return self._copies[id(op)]
+
+
+def _bfloat16_copy(op):
+    if not isinstance(op, keras.layers.Layer) or isinstance(op, keras.Model):
+        return op
+    policy = "mixed_bfloat16" if isinstance(op, _NORMALIZATION_TYPES) else "bfloat16"
+    try:
+        copy = type(op).from_config({**op.get_config(), "dtype": policy,
+                                     "name": f"{op.name}_bfloat16"})
+        if op.weights:
+            copy.build(op.input.shape if _single_input(op) else None)
+            copy.set_weights(op.get_weights())
+    except Exception:  # custom layers: the original, in float32, is still right
+        return op
+    return copy
+
+
+_NORMALIZATION_TYPES = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)
+# One set of copies per model, dropped with the model (held weakly: the graphs hold the model).
+_low_layers: "weakref.WeakKeyDictionary[ExplorableModel, _LowPrecisionLayers]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _low_precision_layers(model: ExplorableModel) -> _LowPrecisionLayers:
+    with _lock:
+        if model not in _low_layers:
+            _low_layers[model] = _LowPrecisionLayers()
+        return _low_layers[model]
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` -> what is fast here (``fast_precision``: bfloat16 on CPUs with AVX512-BF16 or
+    AMX and on recent GPUs, else float32); ``"float32"``/``"bfloat16"`` as they are.
+
+    Raises:
+        ValueError: another value.
+    """
+    if precision == "auto":
+        from engine.actmax.optimize import fast_precision
+
+        return fast_precision()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto' or one of {PRECISIONS}, not {precision!r}.")
+    return precision
+
+
 # ---------------------------------------------------------------------------------- the cache
 _graphs: "collections.OrderedDict[tuple, ForwardGraph]" = collections.OrderedDict()
 _lock = threading.Lock()
 
 
-def forward_graph(model: ExplorableModel, layer: str | None = None) -> ForwardGraph:
-    """The cached ``ForwardGraph`` of ``model`` exposing ``layer`` (traced functions are reused
-    by every later call on the same model, which is where the speed comes from)."""
+def forward_graph(model: ExplorableModel, layer: str | None = None,
+                  precision: str = "float32") -> ForwardGraph:
+    """The cached ``ForwardGraph`` of ``model`` exposing ``layer``, computing in ``precision``
+    (traced functions are reused by every later call on the same model, which is where the
+    speed comes from)."""
     # id() is safe as a key: the entry holds the model, so the id cannot be reused meanwhile.
-    key = (id(model), layer)
+    key = (id(model), layer, precision)
     with _lock:
         graph = _graphs.get(key)
         if graph is not None and graph.model is model:
             _graphs.move_to_end(key)
             return graph
-    graph = ForwardGraph(model, layer)
+    graph = ForwardGraph(model, layer, precision)
     with _lock:
         _graphs[key] = graph
         while len(_graphs) > _CACHE_SIZE:
