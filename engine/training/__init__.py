@@ -5,6 +5,7 @@
     >>> run_status(run_id, "runs").state          # "starting", "running", ..., "finished"
     >>> read_metrics(run_id, "runs")[-1]           # the latest row of metrics.jsonl
     >>> stop_run(run_id, "runs")                   # graceful: keeps the best and last model
+    >>> delete_run(run_id, "runs")                 # once it has ended: removes its folder
 
 A run trains in its own process (``python -m engine.training``) and keeps everything in its
 folder ``<runs_dir>/<run_id>/``, so it outlives whoever started it; ``runs_dir`` defaults to
@@ -22,16 +23,17 @@ from __future__ import annotations
 
 import os
 
-from engine.training.config import MODES, OPTIMIZERS, STRATEGIES, RunConfig, load_config, save_config
+from engine.training.config import (LR_SCHEDULES, MODES, OPTIMIZERS, STRATEGIES, RunConfig,
+                                    load_config, save_config)
 from engine.training.loading import TrainedModel, load_trained, trained_model, trained_models
 from engine.training.metrics import Curves, MetricsReader, Progress, curves, progress, smooth
 from engine.training.runs import RunStatus, max_runs, resolve_runs_dir, run_dir_of
 
-__all__ = ["MODES", "OPTIMIZERS", "STRATEGIES", "Curves", "MetricsReader", "Progress",
-           "RunConfig", "RunStatus", "TrainedModel", "curves", "list_runs", "load_config",
-           "load_trained", "max_runs", "progress", "read_metrics", "resolve_runs_dir",
-           "resume_run", "run_dir_of", "run_status", "save_config", "smooth", "start_run",
-           "stop_run", "train", "trained_model", "trained_models"]
+__all__ = ["LR_SCHEDULES", "MODES", "OPTIMIZERS", "STRATEGIES", "Curves", "MetricsReader",
+           "Progress", "RunConfig", "RunStatus", "TrainedModel", "curves", "delete_run",
+           "list_runs", "load_config", "load_trained", "max_runs", "progress", "read_metrics",
+           "resolve_runs_dir", "resume_run", "run_dir_of", "run_status", "save_config", "smooth",
+           "start_run", "stop_run", "train", "trained_model", "trained_models"]
 
 
 def start_run(config: RunConfig, runs_dir: str | os.PathLike | None = None, *,
@@ -70,6 +72,18 @@ def resume_run(run_id: str, runs_dir: str | os.PathLike | None = None, *,
     from engine.training import runs
 
     return runs.resume(run_dir_of(run_id, runs_dir), max_concurrent=max_concurrent).name
+
+
+def delete_run(run_id: str, runs_dir: str | os.PathLike | None = None) -> None:
+    """Remove a finished, stopped, diverged, failed or crashed run and its folder (its model
+    too, so it leaves the sidebar's model picker).
+
+    Raises:
+        TrainingError: no such run, or it is still going (stop it first).
+    """
+    from engine.training import runs
+
+    runs.delete(run_dir_of(run_id, runs_dir))
 
 
 def read_metrics(run_id: str, runs_dir: str | os.PathLike | None = None) -> list[dict]:

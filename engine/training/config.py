@@ -23,6 +23,9 @@ MODES = {
     "continue": "Continue training a model trained earlier or uploaded",
 }
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+#: learning-rate schedule -> what people read (cosine: from the learning rate down to 0 over
+#: each stage)
+LR_SCHEDULES = {"cosine": "Cosine decay", "constant": "Constant"}
 STRATEGIES = {
     "default": "one device (the default)",
     "mirrored": "MirroredStrategy: every GPU of this machine",
@@ -52,6 +55,10 @@ class RunConfig:
         batch_size: images per step (across all devices).
         optimizer: one of ``OPTIMIZERS``.
         learning_rate: of the optimizer (of stage 1 when fine-tuning).
+        lr_schedule: a key of ``LR_SCHEDULES``. Cosine decay (Loshchilov & Hutter 2017,
+            without restarts) ends each stage at a learning rate near 0, where the weights
+            settle; reduce-LR-on-plateau, when on, replaces it (the learning rate is constant
+            until a plateau).
         momentum: SGD's momentum.
         augment: augment training images with the settings saved with the data set.
         early_stopping: stop after this many epochs without a better validation loss (0: off).
@@ -84,6 +91,7 @@ class RunConfig:
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
     momentum: float = 0.9
     augment: bool = True
     early_stopping: int = 0
@@ -120,6 +128,9 @@ class RunConfig:
         if self.optimizer not in OPTIMIZERS:
             raise TrainingError(f"Unknown optimizer '{self.optimizer}'; choose one of "
                                 f"{', '.join(OPTIMIZERS)}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainingError(f"Unknown learning-rate schedule '{self.lr_schedule}'; choose "
+                                f"one of {', '.join(LR_SCHEDULES)}.")
         if self.strategy not in STRATEGIES:
             raise TrainingError(f"Unknown distribution strategy '{self.strategy}'; choose one "
                                 f"of {', '.join(STRATEGIES)}.")

@@ -156,14 +156,14 @@ def _train(run_dir: Path, strategy) -> runs.RunStatus:
         if stage == 2 and (not resuming or int(checkpoint.get("stage", 1)) < 2 or start == first):
             with strategy.scope():  # the optimizer's variables must live in the strategy
                 unfrozen = unfreeze_top(model, built.base, config.fine_tune_layers)
-                _compile(model, config, learning_rate)
+                _compile(model, config, learning_rate, (end - first) * steps)
             _event(run_dir, "stage", epoch=first, stage=2, layers=unfrozen,
                    message=f"Stage 2: fine-tuning the top {len(unfrozen)} layers of the base "
                            f"at learning rate {learning_rate:g}.")
         elif not (resuming and start == done and model.optimizer is not None
                   and model.compiled):
             with strategy.scope():
-                _compile(model, config, learning_rate)
+                _compile(model, config, learning_rate, (end - first) * steps)
         monitor = RunMonitor(work_dir, stage=stage, steps_per_epoch=steps, n_train=n_train,
                              batch_size=config.batch_size, monitor=monitor_name, best=best,
                              timeline=timeline, stop_requested=lambda: _stop_signal["set"],
@@ -224,11 +224,14 @@ def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> 
 
 
 # ------------------------------------------------------------------------------ helpers
-def _compile(model, config: RunConfig, learning_rate: float) -> None:
+def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None:
+    """Compile for a stage of ``steps`` training batches (the cosine schedule spans them)."""
     import keras
 
     from engine.models.explorable import _output_activation
 
+    if config.lr_schedule == "cosine" and not config.reduce_lr:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     optimizers = {
         "adam": lambda: keras.optimizers.Adam(learning_rate),
         "adamw": lambda: keras.optimizers.AdamW(learning_rate),

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -316,6 +317,26 @@ def request_stop(run_dir: str | os.PathLike, *, force: bool = False) -> RunStatu
         os.kill(status.pid, signal.SIGKILL)
         _reap()
     return read_status(run_dir)
+
+
+def delete(run_dir: str | os.PathLike) -> None:
+    """Remove a run that is not going, its folder and everything in it (model included).
+
+    The folder is first renamed to a hidden name, under the runs folder's lock, so listings
+    never show a half-deleted run and a resume cannot start it meanwhile.
+
+    Raises:
+        TrainingError: the run is still going (stop it first), or is not a run folder.
+    """
+    run_dir = Path(run_dir)
+    with _locked(run_dir.parent):
+        status = read_status(run_dir)
+        if status.active:
+            raise TrainingError(f"The run '{status.name}' is {status.state}; stop it and wait "
+                                "for it to end before deleting it.")
+        doomed = run_dir.with_name(f".deleted-{run_dir.name}-{secrets.token_hex(3)}")
+        os.replace(run_dir, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def default_name(config: RunConfig) -> str:

@@ -26,13 +26,14 @@ def test_open_a_layer_and_a_channel_from_a_deep_link(page, fresh_server):
     _idle(page)
     nav = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
     assert nav.count() == len(PAGES)
-    # The default layer, block2_conv, has 64 channels: one grid image, one marker per tile.
-    page.wait_for_function(f"() => ({GRID_JS})() === 64", timeout=LOAD)
-
-    _choose(page, "Block", "Block 3 · 28×28")
-    expect(page.get_by_text(re.compile(r"block3_conv · Conv2D · output 28 × 28 × 128"))
-           ).to_be_visible(timeout=LOAD)
+    # The default layer, block3_conv (the middle of four), has 128 channels: one grid image,
+    # one marker per tile.
     page.wait_for_function(f"() => ({GRID_JS})() === 128", timeout=LOAD)
+
+    _choose(page, "Block", "Block 2 · 61×61")
+    expect(page.get_by_text(re.compile(r"block2_conv · Conv2D · output 61 × 61 × 64"))
+           ).to_be_visible(timeout=LOAD)
+    page.wait_for_function(f"() => ({GRID_JS})() === 64", timeout=LOAD)
 
     # Click the tile of channel 7 (tiles are in channel order): it opens large below.
     grid = page.locator('[data-testid="stPlotlyChart"]').first

@@ -65,10 +65,48 @@ def test_demo_filters_reach_ten_times_their_start(demo):
     assert np.all(achieved > 1.0), achieved  # not just "10 x almost nothing"
 
 
-def test_scratch_filters_reach_ten_times_their_start(scratch):
-    # The untrained scratch CNN: filters silent on the grey start. Its random filters that
-    # already fire on grey answer it with a third to a fifth of the most that 256 steps at any
-    # learning rate reach, so 10x is out of reach for them by any method (test below).
+def pixel_ceiling(model, layer: str, size: int, units, steps: int = 600) -> np.ndarray:
+    """An independent estimate of the most any image can give ``units[i]`` (mean over positions
+    after the ReLU): projected Adam on raw pixels in [0, 1], no parameterisation, no transforms,
+    no regulariser, the same leaky read as the engine so dead filters still get a gradient; the
+    best of a grey start and a uniform-noise start. Plain chains of Conv2D and pooling only."""
+    units = np.asarray(units)
+    target = model.keras_model.get_layer(layer)
+    kernel, bias = (tf.constant(w) for w in target.get_weights())
+
+    def score(x, leak):
+        y = model.preprocess(x * 255.0)
+        for each in model.keras_model.layers[1:]:
+            if each is target:
+                pre = tf.nn.conv2d(y, kernel, 1, each.padding.upper()) + bias
+                pre = tf.gather(pre, units, axis=3, batch_dims=0)
+                pre = tf.linalg.diag_part(tf.transpose(pre, [1, 2, 0, 3]))  # (h, w, N)
+                return tf.reduce_mean(tf.nn.relu(pre) + leak * pre, axis=(0, 1))
+            y = each(y)
+
+    best = np.zeros(len(units))
+    rng = np.random.default_rng(0)
+    shape = (len(units), size, size, 3)
+    for start in (0.5 + rng.normal(0, 0.01, shape), rng.uniform(0, 1, shape)):
+        x = tf.Variable(start.astype(np.float32))
+        adam = keras.optimizers.Adam(0.05)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                total = tf.reduce_sum(score(x, 0.1))
+            adam.apply_gradients([(-tape.gradient(total, x), x)])
+            x.assign(tf.clip_by_value(x, 0.0, 1.0))
+
+        for _ in range(steps):
+            step()
+        best = np.maximum(best, score(x, 0.0).numpy())
+    return best
+
+
+def test_scratch_filters_silent_on_the_start_reach_ten_times_it(scratch):
+    # The untrained scratch CNN has no biases and takes [0, 1] pixels: on the grey start a
+    # filter either is silent (these two) or already gives a large share of its maximum (below).
     layer, units = "block3_conv", [1, 5]
     start = visualize(scratch, layer, units, steps=0, size=SIZE)
     result = visualize(scratch, layer, units, steps=2 * STEPS, size=SIZE)
@@ -76,6 +114,23 @@ def test_scratch_filters_reach_ten_times_their_start(scratch):
     initial = reference_channel_means(scratch, layer, start.images, units)
     assert np.all(achieved >= 10 * initial), (achieved, initial)
     assert np.all(achieved > 0.01), achieved
+
+
+def test_ten_times_the_start_is_out_of_reach_for_filters_that_fire_on_grey(scratch):
+    # Why "10x the start for every filter" cannot hold on the scratch model, by hand: one
+    # convolution of [0, 1] pixels gives at any position at most relu(sum(w+) + b), whatever
+    # the image, and the grey start already gives relu(sum(w) / 2 + b).
+    layer = "block1_conv"
+    start = visualize(scratch, layer, None, steps=0, size=SIZE)
+    initial = reference_channel_means(scratch, layer, start.images, start.units)
+    kernel, bias = scratch.keras_model.get_layer(layer).get_weights()
+    most = np.maximum(np.maximum(kernel, 0).sum(axis=(0, 1, 2)) + bias, 0)
+    np.testing.assert_allclose(initial, np.maximum(kernel.sum(axis=(0, 1, 2)) / 2 + bias, 0),
+                               atol=0.01)
+    fires = initial > 0
+    out_of_reach = fires & (most < 10 * initial)
+    # For most of the filters that fire on grey (11 of 14 here), no image gets to 10x.
+    assert out_of_reach.sum() > fires.sum() / 2, (most[fires], initial[fires])
 
 
 def test_scratch_filters_active_at_the_start_still_double(scratch):
@@ -86,6 +141,32 @@ def test_scratch_filters_active_at_the_start_still_double(scratch):
     initial = reference_channel_means(scratch, layer, start.images, units)
     assert np.all(initial > 0.04)
     assert np.all(achieved >= 2 * initial), (achieved, initial)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, layer, size, steps", [
+    ("scratch", "block3_conv", SIZE, 256), ("demo", "block4_conv2", 64, 256)])
+def test_every_filter_reaches_ten_times_its_start_or_most_of_the_pixel_ceiling(
+        name, layer, size, steps, demo, scratch):
+    # Every filter of the layer, no transforms (they trade activation for legible images).
+    # Filters that already fire on the grey start cannot reach 10x it by any image (test
+    # above); for those, the bar is a share of what unconstrained pixel ascent reaches.
+    # Measured: 27 of 128 scratch filters and 7 of 128 demo filters have a pixel ceiling
+    # below 10x their start; the worst filter gets 0.61 (scratch) and 0.44 (demo, at 128
+    # steps) of its ceiling. At 128 steps demo filter 56 ends at 9.8x (ceiling 14.8x).
+    model = {"demo": demo, "scratch": scratch}[name]
+    still = dict(jitter=0, scale=0.0, rotate=0.0)
+    start = visualize(model, layer, None, steps=0, size=size, **still)
+    result = visualize(model, layer, None, steps=steps, size=size, **still)
+    units = result.units
+    achieved = reference_channel_means(model, layer, result.images, units)
+    initial = reference_channel_means(model, layer, start.images, units)
+    ceiling = pixel_ceiling(model, layer, size, units)
+    # Every filter gets a good share of the ceiling (silent ones too: 10x of 0 says nothing),
+    # and 10x wherever even 80 % of the ceiling would give it.
+    short = (achieved < 0.4 * ceiling) | ((achieved < 10 * initial)
+                                          & (0.8 * ceiling >= 10 * initial))
+    assert not short.any(), (units[short], achieved[short], initial[short], ceiling[short])
 
 
 def test_history_rises(demo):

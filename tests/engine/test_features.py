@@ -249,7 +249,8 @@ def test_blocks_end_where_the_maps_shrink_like_vggs_own_blocks(nested):
 
 
 def test_default_layer_is_a_middle_convolution(scratch):
-    assert features.default_layer(features.map_layers(scratch)) == "block2_conv"
+    # the third of four convolutions (index 4 // 2)
+    assert features.default_layer(features.map_layers(scratch)) == "block3_conv"
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -237,10 +237,21 @@ def test_scratch_is_the_classic_cnn():
     layers = model.keras_model.layers[1:]
     kinds = [(type(l).__name__, getattr(l, "filters", getattr(l, "units", None))) for l in layers]
     assert kinds == [("Conv2D", 32), ("MaxPooling2D", None), ("Conv2D", 64), ("MaxPooling2D", None),
-                     ("Conv2D", 128), ("MaxPooling2D", None), ("Flatten", None), ("Dense", 128),
-                     ("Dense", 4)]
+                     ("Conv2D", 128), ("MaxPooling2D", None), ("Conv2D", 128),
+                     ("MaxPooling2D", None), ("Flatten", None), ("Dropout", None),
+                     ("Dense", 512), ("Dense", 4)]
     assert model.class_names == ["circle", "square", "triangle", "star"]
     assert model.input_size == (64, 64)
+
+
+@pytest.mark.parametrize("side, last_map", [
+    (64, 2),  # unpadded 3x3 convolutions: 64 -> 62 -> 31 -> 29 -> 14 -> 12 -> 6 -> 4 -> 2
+    (46, 1),  # 46 -> 44 -> 22 -> 20 -> 10 -> 8 -> 4 -> 2 -> 1: the smallest unpadded input
+    (32, 2),  # too small for four unpadded blocks: padded, 32 -> 16 -> 8 -> 4 -> 2
+])
+def test_scratch_convolutions_are_unpadded_where_four_blocks_fit(side, last_map):
+    model = load_model("scratch", n_classes=4, input_size=(side, side)).keras_model
+    assert tuple(model.get_layer("block4_pool").output.shape[1:]) == (last_map, last_map, 128)
 
 
 def test_demo_model_carries_its_own_class_names():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import threading
 
 import keras
@@ -12,11 +13,12 @@ import numpy as np
 import pytest
 
 from engine.errors import TrainingError
-from engine.training import (RunConfig, curves, load_trained, progress, read_metrics, run_status,
-                             smooth, stop_run, train)
+from engine.training import (RunConfig, curves, delete_run, list_runs, load_trained, progress,
+                             read_metrics, run_status, smooth, stop_run, train, trained_models)
 from engine.training.build import build_model
 from engine.training.config import load_config, save_config
 from engine.training.evaluate import load_evaluation
+from engine.training.run import _compile
 from engine.training.runs import create_run
 from engine.training.timeline import read_timeline
 from tests.engine.training_helpers import (BATCH, STEPS, split_arrays, tiny_config,
@@ -56,6 +58,7 @@ def test_config_round_trips_through_json(tmp_path, dataset):
     (dict(mode="magic"), "mode"), (dict(epochs=0), "epochs"), (dict(learning_rate=-1), "learning"),
     (dict(optimizer="lbfgs"), "optimizer"), (dict(image_size=(16, 16)), "32x32"),
     (dict(mode="continue"), "model to start from"), (dict(validation_split=1.5), "validation"),
+    (dict(lr_schedule="step"), "schedule"),
 ])
 def test_bad_settings_are_refused_with_the_setting_named(dataset, changes, words):
     with pytest.raises(TrainingError, match=words):
@@ -79,7 +82,8 @@ def test_a_finished_run_writes_one_row_per_batch_and_per_epoch(finished):
     assert [r["epoch"] for r in epochs] == [0, 1]
     for row in epochs:
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(row)
-        assert row["lr"] == pytest.approx(1e-3)
+    # the default cosine schedule: 1e-3 * (1 + cos(pi * step / steps)) / 2 over the 2 epochs
+    assert [r["lr"] for r in epochs] == pytest.approx([0.5e-3, 0.0], abs=1e-9)
     assert [r["event"] for r in _rows(rows, "event")] == ["start", "end"]
 
 
@@ -238,6 +242,43 @@ def test_the_concurrency_limit_counts_runs_still_going(dataset, tmp_path):
     with pytest.raises(TrainingError, match="limit 1"):
         create_run(tiny_config(dataset), tmp_path, max_concurrent=1, launch=False)
     create_run(tiny_config(dataset), tmp_path, max_concurrent=2, launch=False)
+
+
+@pytest.mark.parametrize("changes, lr_after_5_of_10_steps", [
+    (dict(), 0.5e-3), (dict(lr_schedule="constant"), 1e-3),
+    (dict(reduce_lr=2), 1e-3),  # reduce-LR-on-plateau sets the rate itself: no schedule
+])
+def test_the_learning_rate_schedule(dataset, changes, lr_after_5_of_10_steps):
+    model = build_model(tiny_config(dataset), 6).model
+    _compile(model, tiny_config(dataset, **changes), 1e-3, steps=10)
+    model.optimizer.iterations.assign(5)
+    assert float(model.optimizer.learning_rate) == pytest.approx(lr_after_5_of_10_steps)
+
+
+# ------------------------------------------------------------------------------ delete
+def test_deleting_an_ended_run_removes_its_folder_and_its_model(finished, tmp_path):
+    run_dir, _, _ = finished
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    assert [m.run_id for m in trained_models(tmp_path)] == [run_dir.name]
+    delete_run(run_dir.name, tmp_path)
+    assert not copy.exists()
+    assert list_runs(tmp_path) == [] and trained_models(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # no hidden leftovers either
+
+
+def test_a_run_still_going_is_not_deleted(dataset, tmp_path):
+    going = create_run(tiny_config(dataset), tmp_path, launch=False)  # "starting" for a while
+    with pytest.raises(TrainingError, match="stop it"):
+        delete_run(going.name, tmp_path)
+    assert run_status(going.name, tmp_path).active
+
+
+def test_deleting_a_run_that_is_not_there_says_so(tmp_path):
+    with pytest.raises(TrainingError, match="no run 'nothing-here'"):
+        delete_run("nothing-here", tmp_path)
+    with pytest.raises(TrainingError, match="not a run id"):
+        delete_run("../elsewhere", tmp_path)
 
 
 def test_run_config_defaults_train_the_scratch_model(dataset):

@@ -107,7 +107,8 @@ def test_switching_layer_channel_scale_and_tabs_does_not_run_the_model_again(app
     at = _open(app, model="scratch", images=IMAGES)
     assert not at.exception
     assert forward_passes == ["scratch"]  # one pass for the shown image, every layer at once
-    at.selectbox(key="_w_fm_layer").select("block2_pool").run()
+    layer = at.selectbox(key="_w_fm_layer")
+    at = layer.select_index(len(layer.options) - 1).run()  # another layer of the same block
     block = at.selectbox(key="_w_fm_block")
     at = block.select(block.options[0]).run()
     assert at.selectbox(key="_w_fm_layer").value == "block1_conv"
@@ -140,11 +141,11 @@ def test_comparing_two_images_computes_the_second_once(app, forward_passes):
 def test_grid_marks_the_dead_channels_of_the_image(app):
     at = _open(app, model="scratch", images="photo:chelsea")
     model = load_model("scratch")
-    maps = features.feature_maps(model, get_image("photo:chelsea"), ["block2_conv"])
-    maps = maps["block2_conv"][0]
+    maps = features.feature_maps(model, get_image("photo:chelsea"), ["block3_conv"])
+    maps = maps["block3_conv"][0]
     dead = int((maps.reshape(-1, maps.shape[-1]) == 0).all(0).sum())  # independent count
-    header = next(m.value for m in at.markdown if "block2\\_conv" in m.value)
-    assert f"**{dead}** of 64 channels dead" in header
+    header = next(m.value for m in at.markdown if "block3\\_conv" in m.value)
+    assert f"**{dead}** of 128 channels dead" in header
     hover = _grid_spec(at)["data"][1]["hovertext"]
     assert sum(text.endswith("· dead") for text in hover) == dead
 
@@ -160,7 +161,7 @@ def test_arithmetic_view_reproduces_the_map_value(app):
     model = load_model("scratch")
     x = model.preprocess(model.prepare(get_image("photo:chelsea"))).numpy()
     reference = keras.Model(model.keras_model.inputs,
-                            model.keras_model.get_layer("block2_conv").output).predict(x, verbose=0)
+                            model.keras_model.get_layer("block3_conv").output).predict(x, verbose=0)
     assert f"{reference[0, 10, 20, channel]:.6g}" in success.value
 
 
