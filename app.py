@@ -12,6 +12,7 @@ import streamlit as st
 from engine.models import predict
 from ui.figures import top_k_bars
 from ui.page import page
+from ui.report import report_section
 from ui.errors import shown_errors
 from ui.sidebar import PAGES
 from ui.text import md_escape
@@ -65,3 +66,4 @@ else:
             writer.writerows([label, rank, name, f"{p:.6f}"] for rank, (name, p) in enumerate(top, 1))
         st.download_button("Download predictions (CSV)", table.getvalue(), "predictions.csv",
                            "text/csv", icon=":material/download:")
+    report_section(selection, key="home")

@@ -29,3 +29,7 @@ class InvalidDatasetError(CNNExplorerError):
 class TrainingError(CNNExplorerError):
     """A training run that cannot start or go on (bad settings, too many runs at once, a model
     that does not fit the data set)."""
+
+
+class BusyError(CNNExplorerError):
+    """Too many computations waiting or running for one person on a shared server."""

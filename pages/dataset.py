@@ -21,8 +21,9 @@ from engine.data.report import SCOPES, TINY_SIDE
 from engine.errors import CNNExplorerError
 from engine.images import load_image, resize_image
 from ui import dataset_figures as figures
-from ui import state
+from ui import presenter, state
 from ui.errors import log, shown_errors
+from ui.jobs import again, ended_message, follow, job_for
 from ui.page import page
 from ui.paths import datasets_dir
 from ui.text import md_escape
@@ -72,21 +73,39 @@ def _report(ds):
         return cache[cache_key]
     report = load_report(ds)
     if report is None:
-        bar = st.progress(0.0, text="Reading the images...")
+        # Reading every image is heavy: a job of the server's queue computes the report.
+        key = ("dataset report",) + cache_key
+        title = f"The report on {ds.name}"
 
-        def progress(done: int, total: int, stage: str) -> None:
-            if stage == "reading images":
-                bar.progress(min(done / max(total, 1), 1.0),
-                             text=f"Reading the images... {done:,} / {total:,}")
-            elif stage == "near duplicates":
-                bar.progress(1.0, text="Looking for near duplicates...")
+        def work(job):
+            return inspect(ds, callback=_told(job))
 
-        report = inspect(ds, callback=progress)
-        bar.empty()
+        job = job_for(key, work, title=title)
+        if job is not None and job.alive:
+            follow(job, "dataset_report_job")
+        elif job is not None:
+            ended_message(job)
+            report = job.result
+            if report is None and st.button("Compute the report again", key="dataset_again"):
+                again(key, work, title=title)
+                st.rerun()
+        if report is None:
+            return None
     while len(cache) >= 4:
         cache.pop(next(iter(cache)))
     cache[cache_key] = report
     return report
+
+
+def _told(job):
+    """``inspect``'s progress callback, reporting to a job."""
+    def progress(done: int, total: int, stage: str) -> None:
+        if stage == "reading images":
+            job.report(done, total, f"reading the images, {done:,} / {total:,}")
+        elif stage == "near duplicates":
+            job.report(total, total, "looking for near duplicates")
+
+    return progress
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -234,7 +253,8 @@ chosen = cols[0].selectbox(
     format_func=lambda i: f"{by_id[i].name} · {len(by_id[i].files):,} images · "
                           f"{len(by_id[i].class_names)} classes · {by_id[i].source}")
 ds = by_id[chosen]
-with cols[1].popover("Delete", icon=":material/delete:"):
+with cols[1], presenter.technical("dataset_delete"), st.popover("Delete",
+                                                                 icon=":material/delete:"):
     st.caption(md_escape(f"Delete '{ds.name}' from the data folder"
                          + (" (the folder's own images are kept)?" if ds.source == "folder"
                             else "?")))
@@ -245,6 +265,8 @@ with cols[1].popover("Delete", icon=":material/delete:"):
 
 with shown_errors("The report could not be computed: "):
     report = _report(ds)
+    if report is None:  # its job is waiting, running, failed or was cancelled
+        st.stop()
 
     # ----------------------------------------------------------------------------- summary
     total_pairs = sum(report.exact_counts.values()) + sum(report.near_counts.values())

@@ -13,7 +13,7 @@ from engine import features
 from engine.conv_arithmetic import conv_arithmetic, explainable
 from engine.models.layers import find_layer
 from ui import feature_figures as ff
-from ui import state
+from ui import presenter, state
 from ui.errors import shown_errors
 from ui.page import page
 from ui.text import md_escape
@@ -67,8 +67,7 @@ def _pick_layer(layers: list[features.MapLayer], model_name: str) -> features.Ma
     """Block, then layer; the choice is kept per model across reruns and pages."""
     by_path = {layer.path: layer for layer in layers}
     key = f"fm_layer:{model_name}"
-    if st.session_state.get(key) not in by_path:
-        st.session_state[key] = features.default_layer(layers)
+    state.linked(key, "layer", by_path, features.default_layer(layers))
     current = by_path[st.session_state[key]]
     blocks = list(dict.fromkeys(layer.block for layer in layers))
 
@@ -356,8 +355,7 @@ if not layers:
 
 images = {i: image for i, _, image in selection.images}
 labels = {i: label for i, label, _ in selection.images}
-if st.session_state.get("fm_image") not in images:
-    st.session_state["fm_image"] = next(iter(images))
+state.linked("fm_image", "image", images, next(iter(images)))
 top = st.columns([1, 3])
 with top[0]:
     image_id = st.selectbox("Image", list(images), format_func=lambda i: labels[i],
@@ -371,15 +369,16 @@ with shown_errors("Computing the feature maps failed: "):
 if maps is None:
     st.stop()
 
-options = st.columns(3)
-colormap = options[0].selectbox("Colormap", list(ff.COLORMAPS),
-                                **state.durable("fm_cmap", "viridis"))
-scale = options[1].selectbox("Colour scale", list(SCALES), format_func=SCALES.get,
-                             help="CNN Explainer's local / module / global scales: compare "
-                                  "shapes (each map) or magnitudes (per layer, all layers).",
-                             **state.durable("fm_scale", "local"))
-sort = options[2].selectbox("Sort channels by", list(SORTS), format_func=SORTS.get,
-                            **state.durable("fm_sort", "index"))
+with presenter.technical("fm_display"):
+    options = st.columns(3)
+    colormap = options[0].selectbox("Colormap", list(ff.COLORMAPS),
+                                    **state.durable("fm_cmap", "viridis"))
+    scale = options[1].selectbox("Colour scale", list(SCALES), format_func=SCALES.get,
+                                 help="CNN Explainer's local / module / global scales: compare "
+                                      "shapes (each map) or magnitudes (per layer, all layers).",
+                                 **state.durable("fm_scale", "local"))
+    sort = options[2].selectbox("Sort channels by", list(SORTS), format_func=SORTS.get,
+                                **state.durable("fm_sort", "index"))
 
 values = maps[layer.path]
 stats = features.channel_stats(values)
@@ -391,8 +390,8 @@ st.markdown(f"**{md_escape(layer.path)}** · {layer.type} · output "
             f"{len(stats.dead)} {'channels' if layer.is_spatial else 'units'} dead on this image")
 
 if layer.is_spatial:
-    if st.session_state.get("fm_channel", layer.channels) >= layer.channels:
-        st.session_state["fm_channel"] = int(np.argmax(stats.mean))  # the most active one
+    # An unknown or out-of-range channel becomes the most active one.
+    state.linked("fm_channel", "channel", range(layer.channels), int(np.argmax(stats.mean)))
     grid = _grid_section(maps, layer, stats, order, low, high, colormap,
                          st.session_state.get("fm_channel", 0))
     downloads = st.columns(3)
@@ -409,6 +408,7 @@ else:
                     key="fm_units")
     downloads = st.columns(3)[:2]
     channel = 0
+    state.unlinked("channel")
 downloads[0].download_button("This layer (.npz)", _npz({layer.path: values}),
                              f"{model.name}_{layer.path.replace('/', '_')}.npz",
                              "application/octet-stream", icon=":material/download:",

@@ -1,8 +1,8 @@
 """Filters: the image each filter (or class) responds to most, real images that excite it, and
 DeepDream.
 
-A layer is computed by a background job (``ui.filter_jobs``) that writes every finished batch to
-a disk cache; this page only starts, polls and draws it. Leaving the page does not stop the job,
+A layer is computed by a job of the server's queue (``ui.jobs``) that writes every finished batch
+to a disk cache; this page only starts, polls and draws it. Leaving the page does not stop the job,
 and reopening a computed layer reads the cache.
 """
 
@@ -12,15 +12,17 @@ import numpy as np
 import streamlit as st
 
 from engine import actmax
-from engine.actmax.jobs import FAILED, FINISHED, STOPPED, WAITING
+from engine.actmax.jobs import layer_work
+from engine.actmax.network import OUTPUT
 from engine.actmax.top_examples import layer_responses, top_examples
 from engine.data import list_datasets, make_shapes
 from engine.errors import CNNExplorerError
+from engine.jobs import CANCELLED, FAILED, FINISHED, QUEUED
 from engine.images import load_image
 from ui import filters_figures as fig
-from ui import state
+from ui import presenter, state
 from ui.errors import shown_errors
-from ui.filter_jobs import job_registry
+from ui.jobs import again, job_queue, status_text
 from ui.page import page
 from ui.paths import cache_dir, datasets_dir
 from ui.text import md_escape
@@ -100,7 +102,7 @@ def _settings(model, objective_choice: bool) -> dict:
     """The optimisation settings (durable across pages), as ``actmax.plan`` arguments."""
     default_side = actmax.default_size(model)[0]
     sizes = sorted(set(SIZES) | {default_side})
-    with st.expander("Settings", icon=":material/tune:"):
+    with presenter.technical("am_settings"), st.expander("Settings", icon=":material/tune:"):
         c1, c2, c3, c4 = st.columns(4)
         steps = c1.number_input("Steps", 0, 2048, step=16, **state.durable("am_steps", 128),
                                 help="Optimisation steps per image: more gives stronger, "
@@ -175,8 +177,9 @@ def _pick_units(n: int, key: str, names: list[str] | None = None,
 
 # ------------------------------------------------------------------------------ the job
 def _start(request, folder) -> None:
-    job_registry().start(request.key, functools.partial(actmax.run, request, cache_dir=folder),
-                         len(request.units))
+    where = "classes" if request.layer == OUTPUT else f"filters of {request.layer}"
+    again(request.key, layer_work(request, folder),
+          title=f"Activation maximisation, {len(request.units)} {where}")
 
 
 def _status_line(job, result, total: int, noun: str) -> str:
@@ -185,17 +188,17 @@ def _status_line(job, result, total: int, noun: str) -> str:
         return (f"All {total} {noun} come from the cache." if done == total
                 else f"{done} of {total} {noun} are in the cache. Press Start to compute "
                      f"{'the rest' if done else 'them'}.")
-    if job.status == WAITING:
-        return "Waiting for another computation on this server to finish..."
-    p = job.progress
+    if job.status == QUEUED:
+        return status_text(job)
+    p = job.detail
     if job.alive:
-        batch = f" · current batch: {len(p.batch)} {noun}, step {p.step}/{p.steps}" if p.batch \
-            and p.finished is None else ""
+        batch = f" · current batch: {len(p.batch)} {noun}, step {p.step}/{p.steps}" \
+            if p and p.batch and p.finished is None else ""
         return f"Computing: {done} of {total} {noun} done{batch}"
     seconds = (job.ended or 0) - (job.started or 0)
     if job.status == FINISHED:
         return f"Done: {done} of {total} {noun} in {seconds:.0f} s."
-    if job.status == STOPPED:
+    if job.status == CANCELLED:
         return f"Stopped: {done} of {total} {noun} done (kept in the cache)."
     return f"Failed after {done} of {total} {noun}."
 
@@ -203,7 +206,7 @@ def _status_line(job, result, total: int, noun: str) -> str:
 def _grid(request, folder, labels: list[str], noun: str, key: str, polling: bool) -> None:
     """Progress, the grid and the grid download; reruns the whole page when a tile is picked
     or the job ends (this runs as a polling fragment while the job computes)."""
-    job = job_registry().get(request.key)
+    job = job_queue().get(request.key)
     if polling and (job is None or not job.alive):
         st.rerun()  # the job ended: draw the final state, stop polling
     result = actmax.cached(request, folder)
@@ -245,13 +248,13 @@ def _tile_clicked(key: str, units: list[int]) -> None:
 def _job_section(request, labels: list[str], noun: str, key: str) -> actmax.ActMaxResult:
     """Start/stop buttons, then the grid (polled while the job runs); returns what is done."""
     folder = cache_dir("actmax")
-    job = job_registry().get(request.key)  # a Start click has already started it (callback)
+    job = job_queue().get(request.key)  # a Start click has already started it (callback)
     running = job is not None and job.alive
     with st.container(horizontal=True):
         st.button("Start", type="primary", icon=":material/play_arrow:", key=f"am_start_{key}",
                   disabled=running, on_click=_start, args=(request, folder))
         st.button("Stop", icon=":material/stop:", key=f"am_stop_{key}", disabled=not running,
-                  on_click=lambda: job.stop())
+                  on_click=lambda: job_queue().cancel(job))
     if running:
         st.fragment(_grid, run_every=1.0)(request, folder, labels, noun, key, polling=True)
     else:
@@ -263,8 +266,7 @@ def _job_section(request, labels: list[str], noun: str, key: str) -> actmax.ActM
 def _details(model, result, labels: list[str], key: str, layer: str | None, selection) -> None:
     units = [int(u) for u in result.units]
     state_key = f"am_selected_{key}"
-    if st.session_state.get(state_key) not in units:
-        st.session_state[state_key] = units[0]
+    state.linked(state_key, "filter" if key == "layer" else "class", units, units[0])
     st.session_state[f"_w_{state_key}"] = st.session_state[state_key]
     st.subheader("One " + ("class" if layer is None else "filter") + " up close")
     unit = st.selectbox("Look closer at", units, format_func=lambda u: labels[u],
@@ -338,8 +340,7 @@ def _examples(model, layer: str, unit: int, selection) -> None:
 def _layer_view(model, selection) -> None:
     layers = model.conv_layers
     layer_key = f"am_layer:{model.key}"
-    if st.session_state.get(layer_key) not in layers:
-        st.session_state[layer_key] = layers[0]
+    state.linked(layer_key, "layer", layers, layers[0])
     layer = st.selectbox("Layer", layers, **state.durable(layer_key, layers[0]),
                          help="The convolution layers of the model, first to last.")
     n = actmax.unit_count(model, layer)
@@ -392,22 +393,21 @@ def _dream_view(model, selection) -> None:
     labels = {i: label for i, label, _ in selection.images}
     images = {i: image for i, _, image in selection.images}
     ids = list(labels)
-    if st.session_state.get("am_dream_image") not in ids:
-        st.session_state["am_dream_image"] = ids[0]
+    state.linked("am_dream_image", "image", ids, ids[0])
     c1, c2 = st.columns(2)
     image_id = c1.selectbox("Image", ids, format_func=lambda i: labels[i],
                             **state.durable("am_dream_image", ids[0]))
     layers = model.conv_layers
     layer_key = f"am_dream_layer:{model.key}"
-    if st.session_state.get(layer_key) not in layers:
-        st.session_state[layer_key] = layers[len(layers) // 2]
+    state.linked(layer_key, "layer", layers, layers[len(layers) // 2])
     layer = c2.selectbox("Layer to amplify", layers, **state.durable(layer_key, layers[0]))
-    c1, c2, c3 = st.columns(3)
-    octaves = c1.slider("Octaves", 1, 6, **state.durable("am_octaves", 3),
-                        help="How many image sizes, each 1.4 times the last.")
-    steps = c2.slider("Steps per octave", 1, 100, **state.durable("am_dream_steps", 20))
-    step_size = c3.slider("Step size", 0.005, 0.1, step=0.005, format="%.3f",
-                          **state.durable("am_dream_step", 0.02))
+    with presenter.technical("am_dream_settings"):
+        c1, c2, c3 = st.columns(3)
+        octaves = c1.slider("Octaves", 1, 6, **state.durable("am_octaves", 3),
+                            help="How many image sizes, each 1.4 times the last.")
+        steps = c2.slider("Steps per octave", 1, 100, **state.durable("am_dream_steps", 20))
+        step_size = c3.slider("Step size", 0.005, 0.1, step=0.005, format="%.3f",
+                              **state.durable("am_dream_step", 0.02))
     key = (model.key, image_id, layer, octaves, steps, step_size)
     if st.button("Dream", type="primary", icon=":material/auto_awesome:", key="am_dream"):
         bar = st.progress(0.0, text="Starting...")
@@ -436,6 +436,7 @@ model = selection.model
 if model is None:
     st.stop()
 
+state.linked("am_view", "view", VIEWS, "layer")
 view = st.radio("Show", list(VIEWS), format_func=VIEWS.get, horizontal=True,
                 **state.durable("am_view", "layer"), label_visibility="collapsed")
 if view == "class":

@@ -8,6 +8,7 @@ import streamlit as st
 from engine.models.architecture import layer_table, model_totals
 from ui.errors import shown_errors
 from ui.figures import layer_stack, shape_profile
+from ui import presenter
 from ui.page import page
 
 EXPLAINER = """
@@ -44,26 +45,27 @@ with shown_errors("Reading the architecture failed: "):
     st.plotly_chart(layer_stack(rows), key="layer_stack")
     st.plotly_chart(shape_profile(rows), key="shape_profile")
 
-    st.subheader("Every layer")
-    show_all = st.toggle("Show every layer (not only convolution, pooling and dense layers)",
-                         value=True)
-    table = [{
-        "layer": ("    " * r.depth) + r.name,
-        "type": r.type,
-        "output shape": " x ".join("?" if v is None else str(v) for v in r.output_shape),
-        "parameters": r.params,
-        "trainable": r.trainable,
-        "receptive field": r.rf_size,
-        "RF stride": r.rf_stride,
-        "FLOPs": r.flops,
-    } for r in rows if show_all or r.rf_size is not None and r.type.endswith(("Conv2D", "Pooling2D"))
-        or r.type == "Dense"]
-    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 600),
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                "FLOPs": st.column_config.NumberColumn(format="localized")})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["layer"])
-    writer.writeheader()
-    writer.writerows(table)
-    st.download_button("Download the table (CSV)", out.getvalue(), f"{model.name}_layers.csv",
-                       "text/csv", icon=":material/download:")
+    with presenter.technical("model_table"):
+        st.subheader("Every layer")
+        show_all = st.toggle("Show every layer (not only convolution, pooling and dense layers)",
+                             value=True)
+        table = [{
+            "layer": ("    " * r.depth) + r.name,
+            "type": r.type,
+            "output shape": " x ".join("?" if v is None else str(v) for v in r.output_shape),
+            "parameters": r.params,
+            "trainable": r.trainable,
+            "receptive field": r.rf_size,
+            "RF stride": r.rf_stride,
+            "FLOPs": r.flops,
+        } for r in rows if show_all or r.rf_size is not None
+            and r.type.endswith(("Conv2D", "Pooling2D")) or r.type == "Dense"]
+        st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 600),
+                     column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                                    "FLOPs": st.column_config.NumberColumn(format="localized")})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["layer"])
+        writer.writeheader()
+        writer.writerows(table)
+        st.download_button("Download the table (CSV)", out.getvalue(), f"{model.name}_layers.csv",
+                           "text/csv", icon=":material/download:")

@@ -14,6 +14,7 @@ from engine.data.shapes import CLASS_NAMES as SHAPE_CLASSES
 from engine.data.shapes import make_shapes
 from engine.errors import CNNExplorerError
 from engine.images import load_image
+from engine.jobs import CANCELLED, FINISHED
 from engine.models import predict
 from engine.saliency import METHODS, default_cam_layer, explain, spatial_layer_paths
 from engine.saliency.dataset import dataset_saliency
@@ -22,10 +23,12 @@ from engine.saliency.occlusion import FILLS
 from engine.saliency.sanity import UNCHANGED_CORRELATION, randomized_copy, sanity_check
 from engine.saliency.sanity import weighted_layers
 from ui import saliency_figures as sf
-from ui import state
-from ui.errors import shown_errors
+from ui import presenter, state
+from ui.errors import log, shown_errors
 from ui.images import safe_file_name
+from ui.jobs import again, ended_message, follow, job_for
 from ui.page import page
+from ui.report import report_section
 from ui.paths import datasets_dir
 from ui.text import md_escape
 
@@ -51,7 +54,7 @@ when inserting). **Sanity check** gives the model random weights in its top laye
 that hardly changes shows the image, not what the model learned.
 """
 
-TOP = "__top__"
+TOP = "top"
 _BLANK = "The map is blank: this method found no evidence for this class in the image."
 METHOD_NAMES = list(METHODS)
 TABS = ["Explain", "Compare all methods", "Data set"]
@@ -65,8 +68,10 @@ def _results() -> tuple[collections.OrderedDict, threading.Lock]:
     return collections.OrderedDict(), threading.Lock()
 
 
-def _remembered(key, compute, limit=64):
-    store, lock = _results()
+def _remembered(key, compute, limit=64, store=None):
+    """``store``: ``_results()`` fetched by the script (a queued job computes in a thread of its
+    own, outside the script run)."""
+    store, lock = store or _results()
     with lock:
         if key in store:
             store.move_to_end(key)
@@ -79,11 +84,54 @@ def _remembered(key, compute, limit=64):
     return value
 
 
-def _maps(model, model_key, image_ids, images, method, target, layer, options, progress=None):
-    """Maps of the images (read-only arrays shared by every session)."""
-    return _remembered(("maps", model_key, image_ids, method, target, layer, options),
-                       lambda: explain(model, list(images), method, target, layer,
-                                       progress=progress, **dict(options)))
+def _maps(model, model_key, image_ids, images, method, target, layer, options, progress=None,
+          store=None):
+    """Maps of the images (read-only arrays shared by every session). Integrated Gradients'
+    completeness, measured on the way, is kept beside them (``_completeness``)."""
+    key = ("maps", model_key, image_ids, method, target, layer, options)
+
+    def compute():
+        found = explain(model, list(images), method, target, layer, progress=progress,
+                        details=True, **dict(options))
+        if found.completeness is not None:
+            _remembered(("completeness",) + key[1:], lambda: found.completeness, store=store)
+        return found.maps
+
+    return _remembered(key, compute, store=store)
+
+
+def _completeness(model_key, image_ids, method, target, layer, options):
+    """The ``Completeness`` ``_maps`` kept for these maps, or ``None``."""
+    store, lock = _results()
+    with lock:
+        return store.get(("completeness", model_key, image_ids, method, target, layer, options))
+
+
+def _queued_maps(model, model_key, image_ids, images, method, target, layer, options):
+    """The maps of a slow method, computed by a job of the server's queue: ``None`` while it
+    waits or runs (its place in line and progress are shown)."""
+    key = ("maps", model_key, image_ids, method, target, layer, options)
+    store, lock = _results()
+    with lock:
+        if key in store:
+            return store[key]
+    title = f"{METHODS[method].title} on {len(image_ids)} image{'s' if len(image_ids) > 1 else ''}"
+
+    def work(job):
+        return _maps(model, model_key, image_ids, images, method, target, layer, options,
+                     job.report, store=(store, lock))
+
+    job = job_for(key, work, title=title)
+    if job is None or job.status == FINISHED:
+        return None if job is None else job.result
+    if job.alive:
+        follow(job, "sal_job")
+        return None
+    ended_message(job)
+    if st.button("Compute again", key="sal_again", icon=":material/replay:"):
+        again(key, work, title=title)
+        st.rerun()
+    return None
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -137,8 +185,7 @@ def _title(name):
 
 
 def _pick_method():
-    if st.session_state.get("sal_method") not in METHODS:
-        st.session_state["sal_method"] = "gradcam"
+    state.linked("sal_method", "method", METHODS, "gradcam")
     return st.selectbox("Method", METHOD_NAMES, format_func=_title,
                         **state.durable("sal_method", "gradcam"),
                         help="; ".join(f"{METHODS[m].title}: {METHODS[m].summary}"
@@ -153,8 +200,7 @@ def _pick_target(model, predictions):
     in_top = list(dict.fromkeys(index_of[name] for top in predictions for name, _ in top))
     options = [TOP] + in_top + [i for i in range(len(names)) if i not in set(in_top)]
     repeated = {name for name, n in collections.Counter(names).items() if n > 1}
-    if st.session_state.get("sal_target") not in options:
-        st.session_state["sal_target"] = TOP
+    state.linked("sal_target", "class", options, TOP)
 
     def label(option):
         if option == TOP:
@@ -171,6 +217,7 @@ def _pick_target(model, predictions):
 
 def _pick_layer(model, method):
     if not METHODS[method].uses_layer:
+        state.unlinked("layer")
         return None
     try:
         paths, default = _cam_layers(model, model.key)
@@ -178,8 +225,7 @@ def _pick_layer(model, method):
         st.warning(md_escape(str(exc)), icon=":material/warning:")
         return None
     key = f"sal_layer:{model.name}"
-    if st.session_state.get(key) not in paths:
-        st.session_state[key] = default
+    state.linked(key, "layer", paths, default)
     return st.selectbox("Layer", paths, **state.durable(key, default),
                         format_func=lambda p: f"{p} (default)" if p == default else p,
                         help="The CAM methods read this layer's channels. The default is the "
@@ -241,9 +287,15 @@ def _explain_tab(model, key, selection, predictions, method, target, layer, opti
                           **state.durable("sal_opacity", 0.5))
     colormap = right.selectbox("Colour map", list(sf.COLORMAPS), **state.durable("sal_cmap",
                                                                                    "jet"))
-    bar, report = _progress_bar(f"{METHODS[method].title}: batch")
-    maps = _maps(model, key, ids, selection.arrays, method, target, layer, options, report)
-    bar.empty()
+    if METHODS[method].speed == "slow":
+        maps = _queued_maps(model, key, ids, selection.arrays, method, target, layer, options)
+        if maps is None:
+            return None
+    else:
+        bar, report = _progress_bar(f"{METHODS[method].title}: batch")
+        maps = _maps(model, key, ids, selection.arrays, method, target, layer, options, report)
+        bar.empty()
+    complete = _completeness(key, ids, method, target, layer, options)
     per_row = 2 if len(selection.images) > 1 else 1
     for start in range(0, len(selection.images), per_row):
         columns = st.columns(per_row)
@@ -252,7 +304,25 @@ def _explain_tab(model, key, selection, predictions, method, target, layer, opti
                 explained = predictions[i][0][0] if target is None else model.class_names[target]
                 _image_card(i, selection.images[i], predictions[i], maps[i], method, explained,
                             opacity, colormap)
+                if complete is not None:
+                    _completeness_note(complete, i)
     return maps
+
+
+def _completeness_note(complete, i):
+    """Integrated Gradients' check on itself: do the attributions add up to the score change?"""
+    total, difference = complete.attribution_sum[i], complete.score_difference[i]
+    relative = complete.relative_gap[i]
+    share = "n/a" if np.isnan(relative) else f"{relative:.1%}"
+    st.markdown(f"**Completeness:** the attributions add up to **{total:.4g}**; the class "
+                f"score (logit) changes by **{difference:.4g}** from the baseline to the image; "
+                f"gap **{total - difference:+.3g}** (**{share}**).",
+                help="Integrated Gradients' attributions add up exactly to f(image) - "
+                     "f(baseline) when the path integral is exact; the gap is the error of the "
+                     "sum over the integration steps.")
+    if relative > 0.05:  # nan (no change to explain) is no warning
+        st.warning(f"The gap is over 5 % ({share}): the steps are too few for this image. Raise "
+                   "the integration steps or use adaptive spacing.", icon=":material/warning:")
 
 
 def _image_card(i, item, top, saliency, method, explained, opacity, colormap):
@@ -362,33 +432,65 @@ def _compare_tab(model, key, selection, target, layer):
     name = "the top prediction" if target is None else model.class_names[target]
     st.markdown(f"Class explained: **{md_escape(name)}**")
     request = (key, image_id, target, layer)
-    if st.button("Run all methods", key="sal_compare_go", type="primary",
-                 icon=":material/play_arrow:"):
+    clicked = st.button("Run all methods", key="sal_compare_go", type="primary",
+                        icon=":material/play_arrow:")
+    if clicked:
         st.session_state["sal_compare_request"] = request
     if st.session_state.get("sal_compare_request") != request:
         return
-    overall = st.progress(0.0, text="Starting...")
+    # One job of the server's queue runs every method; each map appears when it is ready.
+    work = _compare_work(model, key, image_id, image, target, layer, _results())
+    title = "Every saliency method on one image"
+    job = (again if clicked else job_for)(("compare",) + request, work, title=title)
+    if job is None:
+        return
+    if job.alive:
+        follow(job, "sal_compare_job", lambda j: _compare_cells(image, dict(j.parts())))
+        return
+    ended_message(job)
+    if job.status == FINISHED:
+        st.progress(1.0, text=f"All {len(METHOD_NAMES)} methods done.")
+    if job.status != CANCELLED:
+        _compare_cells(image, dict(job.parts()))
+
+
+def _compare_work(model, key, image_id, image, target, layer, store):
+    """Every method on one image, each map (or the reason it failed) published when done."""
+    def work(job):
+        n = len(METHOD_NAMES)
+        for i, name in enumerate(METHOD_NAMES):
+            text = f"{METHODS[name].title} ({i + 1}/{n})..."
+            job.report(i, n, text)
+            try:
+                found = _maps(model, key, (image_id,), [image], name, target,
+                              layer if METHODS[name].uses_layer else None, (),
+                              lambda done, total, i=i, text=text:
+                              job.report(i + done / max(total, 1), n, text), store=store)[0]
+            except CNNExplorerError as exc:
+                found = f"{METHODS[name].title}: {exc}"
+            except Exception:  # a bug in one method: the others still run
+                log.exception("comparing saliency methods: %s failed", name)
+                found = (f"{METHODS[name].title}: something went wrong inside CNN Explorer; "
+                         "the details were written to the server log.")
+            job.publish((name, found))
+        job.report(n, n, f"All {n} methods done.")
+    return work
+
+
+def _compare_cells(image, done):
+    """The grid of the comparison: a map per finished method, its error, or 'waiting'."""
     columns = st.columns(3)
-    cells = [columns[i % 3].empty() for i in range(len(METHOD_NAMES))]
-    for cell, name in zip(cells, METHOD_NAMES):
-        cell.caption(f"{_title(name)}: waiting...")
-    n = len(METHOD_NAMES)
     for i, name in enumerate(METHOD_NAMES):
-        text = f"{METHODS[name].title} ({i + 1}/{n})..."
-        overall.progress(i / n, text=text)
-
-        def report(done, total, i=i, text=text):
-            overall.progress((i + done / max(total, 1)) / n, text=text)
-
-        with cells[i].container():
-            with shown_errors(f"{METHODS[name].title}: "):
-                saliency = _maps(model, key, (image_id,), [image], name, target,
-                                 layer if METHODS[name].uses_layer else None, (), report)[0]
-                st.image(sf.overlay(image, saliency, 0.5), caption=_title(name),
-                         width="stretch")
-                if not saliency.any():
+        with columns[i % 3]:
+            found = done.get(name)
+            if found is None:
+                st.caption(f"{_title(name)}: waiting...")
+            elif isinstance(found, str):
+                st.error(md_escape(found), icon=":material/error:")
+            else:
+                st.image(sf.overlay(image, found, 0.5), caption=_title(name), width="stretch")
+                if not found.any():
                     st.caption(_BLANK)
-    overall.progress(1.0, text=f"All {len(METHOD_NAMES)} methods done.")
 
 
 def _dataset_tab(model, key, method, layer):
@@ -491,18 +593,22 @@ with explain_tab, shown_errors("Saliency failed: "):
         method = _pick_method()
     with b:
         target = _pick_target(model, predictions)
-    with c:
+    with c, presenter.technical("sal_layer"):
         layer = _pick_layer(model, method)
-    options = tuple(sorted(_method_options(model, method).items()))
+    with presenter.technical("sal_options"):
+        options = tuple(sorted(_method_options(model, method).items()))
     st.caption(METHODS[method].summary)
     if not selection.images:
         st.info("Choose or upload images in the sidebar.")
     else:
         maps = _explain_tab(model, model_key, selection, predictions, method, target, layer,
                             options)
-        _faithfulness_section(model, model_key, selection, maps, method, target, layer,
-                              options)
-        _sanity_section(model, model_key, selection, method, target, layer, options)
+        if maps is not None:  # None while a queued job computes them
+            _faithfulness_section(model, model_key, selection, maps, method, target, layer,
+                                  options)
+            _sanity_section(model, model_key, selection, method, target, layer, options)
+        report_section(selection, key="sal", target=target, cam_layer=layer,
+                       method_options={method: dict(options)})
 with compare_tab, shown_errors("Comparing methods failed: "):
     if selection.images:
         _compare_tab(model, model_key, selection, target, layer)

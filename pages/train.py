@@ -10,16 +10,19 @@ import streamlit as st
 from engine.data import export_demo, list_datasets, load_augmentation
 from engine.models.catalogue import CATALOGUE
 from engine.models.preprocessing import PREPROCESSING_MODES
-from engine.training import (MODES, OPTIMIZERS, STRATEGIES, MetricsReader, RunConfig, curves,
-                             list_runs, max_runs, progress, resume_run, run_status, start_run,
-                             stop_run, trained_models)
+from engine.training import (LR_SCHEDULES, MODES, OPTIMIZERS, STRATEGIES, MetricsReader,
+                             RunConfig, curves, delete_run, list_runs, max_runs, progress,
+                             resume_run, run_status, start_run, stop_run, trained_models)
+from engine.jobs import TRAINING
+from engine.training.admission import admission
 from engine.training.evaluate import load_evaluation
 from engine.training.metrics import METRICS_FILE
 from engine.training.runs import CHECKPOINTS, LAST, LOG_FILE, MODEL_FILE
 from engine.training.timeline import read_timeline
-from ui import state
+from ui import presenter, state
 from ui import train_figures as figures
 from ui.errors import shown_errors
+from ui.jobs import again, ended_message, follow, session_id
 from ui.page import page
 from ui.paths import datasets_dir, runs_dir
 from ui.saliency_figures import overlay
@@ -197,52 +200,62 @@ def _settings(datasets) -> RunConfig | None:
                                 **state.durable("train_init_prep", "unit"))
             options.update(init_model=path.strip() or None, preprocessing=prep)
 
-    cols = st.columns(4)
+    cols = st.columns([1, 4])
     epochs = int(cols[0].number_input("Epochs", 1, 10_000, **state.durable("train_epochs", 10)))
-    batch = cols[1].selectbox("Batch size", BATCH_SIZES, **state.durable("train_batch", 32))
-    optimizer = cols[2].selectbox("Optimizer", OPTIMIZERS, **state.durable("train_opt", "adam"))
-    lr = float(cols[3].number_input("Learning rate", 1e-8, 1e6, format="%g", step=1e-4,
-                                    **state.durable("train_lr", 1e-3)))
-    cols = st.columns(4)
-    augment = cols[0].toggle("Augmentation", **state.durable("train_augment", True),
-                             help="The settings saved on the Data set page: "
-                                  + _augmentation_text(dataset))
-    early = int(cols[1].number_input("Early stopping patience", 0, 1000,
-                                     **state.durable("train_early", 0),
-                                     help="Stop after this many epochs without a better "
-                                          "validation loss; 0 is off."))
-    plateau = int(cols[2].number_input("Reduce LR on plateau", 0, 1000,
-                                       **state.durable("train_plateau", 0),
-                                       help="Divide the learning rate by 5 after this many "
-                                            "epochs without a better validation loss; 0 is off."))
-    split = 0.2
-    if "validation" not in dataset.splits:
-        split = float(cols[3].slider("Validation share", 0.05, 0.5,
-                                     **state.durable("train_split", 0.2),
-                                     help="This data set has no validation split: hold out "
-                                          "this share of its training images."))
-    with st.expander("More settings", icon=":material/tune:"):
-        cols = st.columns(3)
-        name = cols[0].text_input("Run name (optional)", **state.durable("train_name", ""))
-        seed = int(cols[1].number_input("Seed", 0, 2**31 - 1, **state.durable("train_seed", 0)))
-        probes = int(cols[2].number_input("Timeline images", 0, 48,
-                                          **state.durable("train_probes", 12),
-                                          help="Validation images whose Grad-CAM maps are "
-                                               "stored after every epoch; 0: no timeline."))
-        cols = st.columns(3)
-        strategy = cols[0].selectbox("Devices", list(STRATEGIES), format_func=STRATEGIES.get,
-                                     **state.durable("train_strategy", "default"))
-        has_gpu = _has_gpu()
-        mixed = cols[1].toggle("Mixed precision (GPU)", disabled=not has_gpu,
-                               **state.durable("train_mixed", False),
-                               help="float16 arithmetic on a GPU: faster, less memory."
-                                    + ("" if has_gpu else " No GPU was found here."))
-        cols[2].number_input("Runs at once (limit)", 1, 16, **state.durable("train_limit",
-                                                                             max_runs()))
+    with cols[1], presenter.technical("train_optimiser"):
+        cols = st.columns(4)
+        batch = cols[0].selectbox("Batch size", BATCH_SIZES, **state.durable("train_batch", 32))
+        optimizer = cols[1].selectbox("Optimizer", OPTIMIZERS, **state.durable("train_opt", "adam"))
+        lr = float(cols[2].number_input("Learning rate", 1e-8, 1e6, format="%g", step=1e-4,
+                                        **state.durable("train_lr", 1e-3)))
+        schedule = cols[3].selectbox("Schedule", list(LR_SCHEDULES), format_func=LR_SCHEDULES.get,
+                                     **state.durable("train_schedule", "cosine"),
+                                     help="Cosine decay lowers the learning rate smoothly to 0 by "
+                                          "the last epoch, so the weights settle. Reduce LR on "
+                                          "plateau, when on, replaces it.")
+    with presenter.technical("train_more"):
+        cols = st.columns(4)
+        augment = cols[0].toggle("Augmentation", **state.durable("train_augment", True),
+                                 help="The settings saved on the Data set page: "
+                                      + _augmentation_text(dataset))
+        early = int(cols[1].number_input("Early stopping patience", 0, 1000,
+                                         **state.durable("train_early", 0),
+                                         help="Stop after this many epochs without a better "
+                                              "validation loss; 0 is off."))
+        plateau = int(cols[2].number_input("Reduce LR on plateau", 0, 1000,
+                                           **state.durable("train_plateau", 0),
+                                           help="Divide the learning rate by 5 after this many "
+                                                "epochs without a better validation loss; 0 is "
+                                                "off."))
+        split = 0.2
+        if "validation" not in dataset.splits:
+            split = float(cols[3].slider("Validation share", 0.05, 0.5,
+                                         **state.durable("train_split", 0.2),
+                                         help="This data set has no validation split: hold out "
+                                              "this share of its training images."))
+        with st.expander("More settings", icon=":material/tune:"):
+            cols = st.columns(3)
+            name = cols[0].text_input("Run name (optional)", **state.durable("train_name", ""))
+            seed = int(cols[1].number_input("Seed", 0, 2**31 - 1, **state.durable("train_seed", 0)))
+            probes = int(cols[2].number_input("Timeline images", 0, 48,
+                                              **state.durable("train_probes", 12),
+                                              help="Validation images whose Grad-CAM maps are "
+                                                   "stored after every epoch; 0: no timeline."))
+            cols = st.columns(3)
+            strategy = cols[0].selectbox("Devices", list(STRATEGIES), format_func=STRATEGIES.get,
+                                         **state.durable("train_strategy", "default"))
+            has_gpu = _has_gpu()
+            mixed = cols[1].toggle("Mixed precision (GPU)", disabled=not has_gpu,
+                                   **state.durable("train_mixed", False),
+                                   help="float16 arithmetic on a GPU: faster, less memory."
+                                        + ("" if has_gpu else " No GPU was found here."))
+            cols[2].number_input("Runs at once (limit)", 1, 16, **state.durable("train_limit",
+                                                                                 max_runs()))
     if not st.button("Start", type="primary", icon=":material/play_arrow:", key="train_start"):
         return None
     return RunConfig(dataset=str(dataset.folder), mode=mode, name=name.strip(), epochs=epochs,
                      batch_size=int(batch), optimizer=optimizer, learning_rate=lr,
+                     lr_schedule=schedule,
                      augment=augment, early_stopping=early, reduce_lr=plateau,
                      validation_split=split, seed=seed, probe_images=probes,
                      strategy=strategy, mixed_precision=bool(mixed), **options)
@@ -431,7 +444,49 @@ def _files_view(status) -> None:
             st.code(log.read_text(errors="replace")[-6000:] or "(empty)", language=None)
 
 
+def _delete_view(status) -> None:
+    """The confirmation inside the "Delete this run" popover."""
+    st.markdown(f"Delete **{md_escape(status.name)}** for good: its folder with the curves, "
+                "checkpoints, timeline and trained model. The model leaves the sidebar's model "
+                "picker too.")
+    if st.button("Delete for good", type="primary", key="train_delete",
+                 icon=":material/delete_forever:"):
+        with shown_errors("The run was not deleted: "):
+            delete_run(status.run_id, RUNS)
+            st.session_state.pop("train_run", None)
+            st.session_state.get("_train_readers", {}).pop(status.run_id, None)
+            st.toast(md_escape(f"Deleted the run '{status.name}'."), icon=":material/delete:")
+            st.rerun()
+
+
+# ------------------------------------------------------------------------------ admission
+def _admit(start, title: str) -> None:
+    """Put a run in the server's training line (``start()`` starts it and returns its id)."""
+    limit = int(st.session_state.get("train_limit") or max_runs())
+    job = again(("train", session_id(), time.time()), admission(start, RUNS, limit), title=title,
+                lane=TRAINING, outlives_session=True)
+    if job is not None:
+        st.session_state["_train_job"] = job
+        st.rerun()
+
+
+def _admission_panel() -> None:
+    """This session's run waiting in line: its place, until it has started."""
+    job = st.session_state.get("_train_job")
+    if job is None:
+        return
+    if job.parts():  # it started: follow the run itself
+        st.session_state["train_run"] = job.parts()[0]
+        del st.session_state["_train_job"]
+    elif job.alive:
+        follow(job, "train_job", lambda j: st.rerun() if j.parts() else None)
+    else:
+        ended_message(job)
+        del st.session_state["_train_job"]
+
+
 # ----------------------------------------------------------------------------------- page
+_admission_panel()
 datasets = list_datasets(DATA)
 statuses = list_runs(RUNS)
 with st.expander("New run", expanded=not statuses, icon=":material/add_circle:"):
@@ -445,11 +500,10 @@ with st.expander("New run", expanded=not statuses, icon=":material/add_circle:")
         config = _settings(datasets)
         if config is not None:
             with shown_errors("The run did not start: "):
-                run_id = start_run(config, RUNS,
-                                   max_concurrent=int(st.session_state.get("train_limit")
-                                                      or max_runs()))
-                st.session_state["train_run"] = run_id
-                st.rerun()
+                config.validate()  # wrong settings are said now, not after waiting in line
+                limit = int(st.session_state.get("train_limit") or max_runs())
+                _admit(lambda: start_run(config, RUNS, max_concurrent=limit),
+                       f"Training run '{config.name or 'new run'}'")
 
 if not statuses:
     st.stop()
@@ -472,12 +526,14 @@ if status.active:
     _live_panel(run_id)
 else:
     _panel(run_id)
-    if status.resumable and st.button("Resume from the last checkpoint", key="train_resume",
-                                      icon=":material/replay:"):
-        with shown_errors("The run did not resume: "):
-            resume_run(run_id, RUNS, max_concurrent=int(st.session_state.get("train_limit")
-                                                        or max_runs()))
-            st.rerun()
+    cols = st.columns([3, 2, 3])
+    if status.resumable and cols[0].button("Resume from the last checkpoint", key="train_resume",
+                                           icon=":material/replay:"):
+        limit = int(st.session_state.get("train_limit") or max_runs())
+        _admit(lambda: resume_run(run_id, RUNS, max_concurrent=limit),
+               f"Resuming '{status.name}'")
+    with cols[1].popover("Delete this run", icon=":material/delete:"):
+        _delete_view(status)
     tabs = st.tabs(["Evaluation", "Learning timeline", "Compare runs", "Model and log"])
     with tabs[0]:
         with shown_errors("The evaluation could not be shown: "):

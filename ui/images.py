@@ -1,8 +1,9 @@
 """The images a session works on: the bundled gallery and the user's uploads.
 
-An image is named by a stable id that can travel in the URL: ``shape:circle`` (bundled shapes),
-``photo:chelsea`` (scikit-image's bundled photos) or ``upload:<hash>_<name>`` (a file this
-browser uploaded, kept on disk under its upload token so that a reload keeps it).
+An image is named by a stable id: ``shape:circle`` (bundled shapes) or ``photo:chelsea``
+(scikit-image's bundled photos), which travel in the URL, or ``upload:<hash>_<name>`` (a file
+this browser uploaded, kept on disk under its upload token so that a reload keeps it; never put
+in a URL, see ui.state).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui import presenter
 from ui.sidebar import Selection, sidebar
 from ui.text import md_escape
 
@@ -21,6 +22,7 @@ def page(title: str, explainer: str, *, icon: str = ":material/visibility:") -> 
     """
     st.set_page_config(page_title=f"{title} · CNN Explorer", page_icon=icon, layout="wide")
     selection = sidebar()
+    presenter.apply_style()
     st.title(title)
     with st.expander("What am I looking at?", icon=":material/help:"):
         st.markdown(explainer)

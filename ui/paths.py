@@ -14,7 +14,8 @@ def home() -> Path:
 
 
 def uploads_dir(token: str) -> Path:
-    """The folder of one browser's uploads (``token`` is random and travels in the URL)."""
+    """The folder of one browser's uploads (``token`` is random and kept in a cookie, never in
+    a URL: see ui.state)."""
     if not token.isalnum():
         raise ValueError("bad upload token")
     path = home() / "uploads" / token

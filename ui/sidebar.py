@@ -16,7 +16,7 @@ from engine.models.loading import MODEL_SUFFIXES
 from engine.models.preprocessing import PREPROCESSING_MODES
 from engine.training import TrainedModel, load_trained, trained_models
 from ui import images as gallery_images
-from ui import state
+from ui import presenter, state
 from ui.models import get_model
 from ui.paths import model_uploads_dir, runs_dir
 from ui.text import md_escape
@@ -24,6 +24,7 @@ from ui.text import md_escape
 #: (script, label, icon): the pages, in reading order
 PAGES = [
     ("app.py", "Home / Predict", ":material/home:"),
+    ("pages/tour.py", "Tour", ":material/tour:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
@@ -56,10 +57,12 @@ def sidebar() -> Selection:
         st.markdown("### :material/visibility: CNN Explorer")
         for script, title, icon in PAGES:
             st.page_link(script, label=title, icon=icon, query_params=state.url_params())
+        presenter.toggle()
         st.divider()
         model, error = _model_picker()
         st.divider()
         images = _image_picker()
+        state.remember_browser()
     state.write_to_url()
     return Selection(model, images, error)
 

@@ -15,7 +15,7 @@ The pieces, after Lucid (Olah et al., "Feature Visualization", Distill 2017):
 * ``top_examples``: the real images (and the patches under a unit's receptive field) that
   excite a filter most;
 * ``dream``: DeepDream, amplifying a layer's activations in a given image;
-* ``jobs``: a whole layer as a background job that a user interface can poll.
+* ``jobs``: a whole layer as work for the server's job queue (``engine.jobs``).
 """
 
 from __future__ import annotations

@@ -105,6 +105,23 @@ class ActMaxCache:
             os.replace(tmp, self.path(unit))
 
 
+def stored_settings(folder: str | os.PathLike, model_key: str, layer: str) -> list[dict]:
+    """The settings of every set of ``layer`` images on disk for a model, each as
+    ``ActMaxCache`` takes it (so ``ActMaxCache(folder, model_key, layer, s).load(...)`` reads
+    it); sets written by another algorithm version are left out."""
+    found = []
+    for meta in sorted((Path(folder) / _digest(model_key)).glob("*/settings.json")):
+        try:
+            settings = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(settings, dict) and settings.get("version") == ALGORITHM_VERSION
+                and settings.get("model") == model_key and settings.get("layer") == layer):
+            found.append({k: v for k, v in settings.items()
+                          if k not in ("version", "model", "layer")})
+    return found
+
+
 def _read(path: Path, unit: int) -> ActMaxResult | None:
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -115,3 +115,12 @@ def choose(page, label: str, option: str, *, exact: bool = False) -> None:
         has_text=label).first.click()
     page.get_by_role("option", name=option, exact=exact).click()
     wait_idle(page)
+
+
+def set_steps(page, steps: int) -> None:
+    """Filters page: type the optimisation steps into its Settings, then wait for the rerun."""
+    page.locator('[data-testid="stExpander"] summary', has_text="Settings").click()
+    field = page.get_by_role("spinbutton", name="Steps")
+    field.fill(str(steps))
+    field.press("Enter")
+    wait_idle(page)

@@ -7,7 +7,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
+from tests.e2e.conftest import LOAD, screenshot, set_steps, wait_idle as _idle
 from ui.sidebar import PAGES
 
 # How many tiles the grid chart holds (react-plotly keeps the figure's data on its div).
@@ -36,11 +36,7 @@ def test_pick_a_layer_start_and_see_the_grid_fill_in(page, server):
     page.get_by_role("option", name="block2_conv1").click()
     expect(page.get_by_text("0 of 32 filters are in the cache")).to_be_visible(timeout=LOAD)
     _idle(page)
-    page.locator('[data-testid="stExpander"] summary', has_text="Settings").click()
-    steps = page.get_by_role("spinbutton", name="Steps")
-    steps.fill("24")
-    steps.press("Enter")
-    _idle(page)
+    set_steps(page, 24)
 
     page.get_by_role("button", name="Start").click()
     page.wait_for_function(f"() => ({TILES_JS})() >= 4", timeout=LOAD)

@@ -1,6 +1,6 @@
 """The Train page in real Chromium: a deep link on a fresh server, a run started in the
 browser whose curve grows live and keeps growing after a reload, Stop, and the trained model
-picked in the sidebar."""
+picked in the sidebar, then the run deleted."""
 
 from __future__ import annotations
 
@@ -96,3 +96,20 @@ def test_train_live_reload_stop_and_pick_the_model(page, fresh_server, runs_dir)
     _idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "train_model_in_sidebar")
+
+    # Deleting the run, after a confirmation, removes its folder, and its model leaves the
+    # sidebar's picker, which falls back to the demo model without an error.
+    page.get_by_role("button", name="Delete this run").click()
+    expect(page.get_by_role("button", name="Delete for good")).to_be_visible()
+    screenshot(page, "train_delete_confirm")
+    page.get_by_role("button", name="Delete for good").click()
+    expect(page.get_by_role("heading", name="Runs")).to_have_count(0, timeout=LOAD)
+    _idle(page)
+    assert list_runs(runs_dir) == [] and not status.run_dir.exists()
+    expect(page.locator('[data-testid="stSidebar"]').get_by_text(
+        re.compile(r"Shapes demo CNN"))).to_be_visible(timeout=LOAD)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    expect(page.get_by_role("option", name=re.compile(r"^Trained:"))).to_have_count(0)
+    page.keyboard.press("Escape")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "train_deleted")

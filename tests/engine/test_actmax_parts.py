@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from engine.actmax import deep_dream, objectives, visualize
+from engine.actmax import cached, deep_dream, objectives, plan, visualize
 from engine.actmax.cache import ActMaxCache
-from engine.actmax.jobs import FINISHED, STOPPED, JobRegistry
+from engine.actmax.jobs import finished_so_far, layer_work
 from engine.actmax.network import Tap
 from engine.actmax.objectives import Tensors
 from engine.actmax.param import FourierImage, PixelImage
 from engine.actmax.top_examples import layer_responses, top_examples
 from engine.actmax.transforms import Jitter, RandomRotate, RandomScale, apply
 from engine.errors import InvalidImageError, InvalidModelError
+from engine.jobs import CANCELLED, FINISHED, JobQueue
 from engine.models import load_model
 
 
@@ -212,41 +213,46 @@ def test_cache_keys_separate_models_layers_and_settings(tmp_path):
 
 
 # ------------------------------------------------------------------------- background jobs
-def test_job_runs_in_the_background_and_is_shared(demo, tmp_path):
-    registry = JobRegistry()
+def test_a_layer_job_publishes_its_batches_as_they_finish(demo, tmp_path):
+    queue = JobQueue(max_running=1)
+    request = plan(demo, "block1_conv1", [0, 1, 2], steps=2, size=16)
     gate = threading.Event()
+    work = layer_work(request, tmp_path, batch_size=2)
+    parts = []
 
-    def work(callback):
+    def gated(job):
         gate.wait(10)
-        return visualize(demo, "block1_conv1", [0, 1, 2], steps=2, size=16, batch_size=1,
-                         cache_dir=tmp_path, callback=callback)
+        job.publish = lambda part, publish=job.publish: (parts.append(len(job.parts())),
+                                                         publish(part))
+        return work(job)
 
-    job = registry.start("k", work, 3)
-    assert registry.start("k", work, 3) is job  # a second viewer joins it
-    assert job.alive and job.result() is None
+    job = queue.submit(request.key, gated)
+    assert queue.submit(request.key, gated) is job  # a second viewer joins it
+    assert job.alive and finished_so_far(job) is None
     gate.set()
-    job.join(60)
+    assert job.wait(60)
     assert job.status == FINISHED and job.fraction == 1.0
-    assert sorted(job.result().units) == [0, 1, 2]
-    assert registry.start("k", work, 3) is not job  # a finished job can be run again
+    assert sorted(finished_so_far(job).units) == [0, 1, 2]
+    assert parts == [0, 1]  # two batches, each published when it finished
+    assert sorted(cached(request, tmp_path).units) == [0, 1, 2]  # and on disk
 
 
-def test_stopped_and_failing_jobs_say_so(demo):
-    registry = JobRegistry()
-    stop = registry.start("s", lambda callback: visualize(
-        demo, "block1_conv1", list(range(16)), steps=50, size=16, batch_size=1,
-        callback=callback), 16)
-    stop.stop()
-    stop.join(60)
-    assert stop.status == STOPPED
+def test_a_cancelled_layer_job_stops_and_keeps_what_it_finished(demo, tmp_path):
+    queue = JobQueue(max_running=1)
+    request = plan(demo, "block1_conv1", list(range(16)), steps=50, size=16)
+    first_batch = threading.Event()
+    work = layer_work(request, tmp_path, batch_size=1)
 
-    def broken(callback):
-        raise InvalidModelError("The layer is gone.")
+    def watched(job):
+        job.publish = lambda part, publish=job.publish: (publish(part), first_batch.set())
+        return work(job)
 
-    failed = registry.start("f", broken, 1)
-    failed.join(10)
-    assert failed.status == "failed" and failed.error == "The layer is gone."
-    registry.stop_all()
+    job = queue.submit(request.key, watched)
+    assert first_batch.wait(60)
+    queue.cancel(job)
+    assert job.wait(60) and job.status == CANCELLED
+    done = len(cached(request, tmp_path))
+    assert 0 < done < 16 and done == len(finished_so_far(job))
 
 
 # -------------------------------------------------------------------------- top examples

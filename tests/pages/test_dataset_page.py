@@ -8,6 +8,7 @@ import pytest
 
 from engine.data import import_zip, list_datasets, load_augmentation
 from tests.engine.dataset_helpers import make_zip, png, shape_png, write_tree
+from ui.jobs import job_queue
 
 PAGE = "pages/dataset.py"
 HTML_CLASS = "<b>bold<b>cats"  # no "/" in a folder name
@@ -16,6 +17,12 @@ HTML_CLASS = "<b>bold<b>cats"  # no "/" in a folder name
 def _open(app):
     at = app().run()
     at.switch_page(PAGE)
+    return _settle(at.run())
+
+
+def _settle(at):
+    """The report is computed by a job of the server's queue: let it finish, then redraw."""
+    assert job_queue().wait_idle(120)
     return at.run()
 
 
@@ -46,7 +53,7 @@ def test_empty_data_folder_asks_for_an_import(app):
 
 def test_demo_button_creates_the_data_set_and_its_report(app, app_home):
     at = _open(app)
-    at.button(key="dataset_demo_go").click().run()
+    at = _settle(at.button(key="dataset_demo_go").click().run())
     assert not at.exception
     stored = list_datasets(app_home / "datasets")
     assert len(stored) == 1 and stored[0].source == "demo"
@@ -90,7 +97,7 @@ def test_folder_import_and_a_missing_folder(app, app_home, tmp_path):
     assert not at.exception
     assert any("no folder" in e for e in _texts(at, "error"))
     at.text_input(key="dataset_folder_path").input(str(root)).run()
-    at.button(key="dataset_folder_go").click().run()
+    at = _settle(at.button(key="dataset_folder_go").click().run())
     assert not at.exception
     assert [d.source for d in list_datasets(app_home / "datasets")] == ["folder"]
     assert _metrics(at)["Images"] == "2"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from engine.models import load_model
-from ui.filter_jobs import job_registry
+from ui.jobs import job_queue
 
 PAGE = "pages/filters.py"
 
@@ -16,7 +16,7 @@ PAGE = "pages/filters.py"
 @pytest.fixture(autouse=True)
 def no_jobs_left():
     yield
-    job_registry().stop_all()
+    job_queue().cancel_all()
 
 
 def _open(app, steps: int | None = 4, **query):
@@ -30,8 +30,7 @@ def _open(app, steps: int | None = 4, **query):
 
 def _wait_for_jobs(at):
     """Let the background jobs finish, then draw the page as it is now."""
-    for job in job_registry().jobs():
-        job.join(120)
+    assert job_queue().wait_idle(120)
     return at.run()
 
 
@@ -66,11 +65,11 @@ def test_start_fills_the_grid_and_a_new_visit_reads_the_cache(app):
     labels = [b.label for b in at.get("download_button")]
     assert "Download the grid (PNG)" in labels and "Download this image (PNG)" in labels
 
-    job_registry.clear()  # as after a server restart: no job in memory, only the disk cache
+    job_queue.clear()  # as after a server restart: no job in memory, only the disk cache
     again = _open(app)  # another visit (session) with the same settings
     assert _status(again) == "All 16 filters come from the cache."
     assert _grid_points(again, "am_grid_layer") == 16
-    assert job_registry().jobs() == []
+    assert job_queue().jobs() == []
 
 
 def test_a_range_of_filters_and_picking_one_up_close(app):

@@ -4,6 +4,7 @@ choices (opacity, colour map) reuse the maps instead of computing them again."""
 from __future__ import annotations
 
 import json
+import threading
 
 import keras
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import engine.saliency
 from engine.models import load_model
 from engine.saliency import METHODS
+from ui.jobs import job_queue
 
 PAGE = "pages/saliency.py"
 IMAGES = "shape:star,shape:ring"
@@ -24,7 +26,7 @@ def explain_calls(monkeypatch):
     real = engine.saliency.explain
 
     def spy(model, images, method="gradcam", target=None, layer=None, **kwargs):
-        options = {k: v for k, v in kwargs.items() if k not in ("progress", "batch_size")}
+        options = {k: v for k, v in kwargs.items() if k not in ("progress", "batch_size", "details")}
         calls.append({"model": model.name, "n": len(images), "method": method,
                       "target": target, "layer": layer, "options": options})
         return real(model, images, method, target, layer, **kwargs)
@@ -52,6 +54,17 @@ def _click(at, key):
     return button.click().run()
 
 
+def _progress(at):
+    """The first progress bar's text, as people read it (Markdown escapes removed)."""
+    return at.get("progress")[0].proto.text.replace("\\", "")
+
+
+def _settle(at):
+    """Heavy work goes through the server's job queue: let it finish, then draw the page."""
+    assert job_queue().wait_idle(120)
+    return at.run()
+
+
 def test_a_gradcam_map_for_every_chosen_image(app, explain_calls):
     at = _open(app)
     assert not at.exception and not at.error
@@ -71,6 +84,7 @@ def test_choosing_a_method_and_a_class(app, explain_calls):
                                                 "Noise level (share of the value range)"]
     circle = load_model("demo").class_names.index("circle")
     at.selectbox(key="_w_sal_target").select(circle).run()
+    at = _settle(at)  # a slow method: computed by a job of the server's queue
     assert not at.exception and not at.error
     assert explain_calls[-1] == {"model": "demo", "n": 2, "method": "smoothgrad",
                                  "target": circle, "layer": None,
@@ -90,7 +104,7 @@ def test_drawing_choices_reuse_the_maps(app, explain_calls):
 
 
 def test_comparison_grid_runs_every_method(app, explain_calls):
-    at = _click(_open(app), "sal_compare_go")
+    at = _settle(_click(_open(app), "sal_compare_go"))
     assert not at.exception and not at.error
     done = [p.proto.text for p in at.get("progress")]
     assert done[-1] == f"All {len(METHODS)} methods done."
@@ -148,6 +162,67 @@ def test_a_transfer_model_file_is_explained_inside_its_base(app, explain_calls, 
     assert not at.exception and not at.error
     assert at.selectbox(key="_w_sal_layer:transfer.keras").value == "base/conv_b_relu"
     assert explain_calls[-1]["layer"] == "base/conv_b_relu"
-    at = _click(at, "sal_compare_go")
+    at = _settle(_click(at, "sal_compare_go"))
     assert not at.exception and not at.error
     assert len(at.get("image")) == 4 + len(METHODS)
+
+
+def test_a_slow_method_waits_in_line_and_shows_its_place(app, explain_calls, monkeypatch):
+    """With one compute slot taken and one job of another session waiting, Score-CAM is the
+    second in line; the maps appear once the line has moved on."""
+    monkeypatch.setenv("CNN_EXPLORER_JOBS", "1")
+    queue = job_queue()  # a fresh queue (the fixture cleared the server-wide caches)
+    gate = threading.Event()
+    blocker = queue.submit("other-session-1", lambda job: gate.wait(60), session="s1")
+    queue.submit("other-session-2", lambda job: None, session="s2")
+    at = _open(app)
+    at.selectbox(key="_w_sal_method").select("scorecam").run()
+    assert _progress(at) == ("Score-CAM on 2 images: waiting, 1 job ahead of yours (1 running "
+                             "on this server, at most 1 at once).")
+    assert [b.label for b in at.button if b.key == "sal_job_cancel"] == ["Cancel"]
+    assert all(c["method"] != "scorecam" for c in explain_calls)
+    gate.set()
+    assert blocker.wait(60)
+    at = _settle(at)
+    assert not at.exception and not at.error
+    assert explain_calls[-1]["method"] == "scorecam"
+    assert len(at.get("image")) == 4 and not at.get("progress")
+
+
+def test_integrated_gradients_show_their_completeness_gap(app, explain_calls):
+    """Each image's card says how far the attributions' sum is from f(image) - f(baseline);
+    the score change is checked against the class logit of a linear-output twin of the demo
+    network, the gap and its share against the two numbers shown."""
+    import re
+
+    import numpy as np
+
+    from ui.images import get_image
+
+    at = _open(app)
+    at.selectbox(key="_w_sal_method").select("integrated_gradients").run()
+    at = _settle(at)
+    assert not at.exception and not at.error
+    assert explain_calls[-1]["options"] == {"steps": 64, "baseline": "black",
+                                            "spacing": "adaptive"}
+    notes = [m.value for m in at.markdown if m.value.startswith("**Completeness:**")]
+    assert len(notes) == 2
+    model = load_model("demo")
+    twin = keras.models.clone_model(model.keras_model)
+    twin.set_weights(model.keras_model.get_weights())
+    twin.get_layer("predictions").activation = keras.activations.linear
+    x = model.prepare([get_image(i) for i in IMAGES.split(",")])
+    logits = twin(model.preprocess(x)).numpy()
+    black = twin(model.preprocess(np.zeros_like(x))).numpy()
+    for note, row, base in zip(notes, logits, black):
+        total, difference, gap, share = map(float, re.search(
+            r"add up to \*\*(\S+)\*\*.*changes by \*\*(\S+)\*\*.*gap \*\*(\S+)\*\* "
+            r"\(\*\*(\S+)%\*\*\)", note).groups())
+        top = int(row.argmax())
+        assert difference == pytest.approx(row[top] - base[top], rel=1e-3)
+        assert gap == pytest.approx(total - difference, rel=0.02, abs=2e-3 * abs(difference))
+        # Shown numbers are rounded (4 significant digits): up to 0.1 point each way.
+        assert share == pytest.approx(100 * abs(total - difference) / abs(difference), abs=0.2)
+    warned = [w.value for w in at.warning if "The gap is over 5 %" in w.value]
+    shares = [float(re.search(r"\(\*\*(\S+)%", n).group(1)) for n in notes]
+    assert len(warned) == sum(s > 5 for s in shares)

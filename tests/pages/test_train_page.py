@@ -41,6 +41,10 @@ def _texts(at, kind):
     return " ".join(str(e.value) for e in getattr(at, kind))
 
 
+def _popovers(at):
+    return [p.proto.popover.label for p in at.get("popover")]
+
+
 def _finished_run(demo_set, runs, **changes):
     return train(create_run(tiny_config(demo_set, **changes), runs, launch=False))
 
@@ -58,9 +62,11 @@ def test_start_launches_a_background_run_with_the_chosen_settings(app, demo_set,
     at.selectbox(key="_w_train_batch").select(8)
     at.button(key="train_start").click().run()
     assert not at.exception
-    (status,) = list_runs(runs)
+    # The run is admitted by a job of the server's queue, then trains in its own process.
+    (status,) = wait_for(lambda: list_runs(runs), timeout=60)
     config = json.loads((status.run_dir / "config.json").read_text())
     assert (config["epochs"], config["batch_size"], config["mode"]) == (2, 8, "scratch")
+    assert config["lr_schedule"] == "cosine"  # the default
     assert config["image_size"] == [32, 32]  # suggested from the data set's images
     assert config["dataset"] == str(demo_set.folder)
     # The run goes on in its own process; the page follows it.
@@ -117,3 +123,29 @@ def test_the_trained_model_is_in_the_sidebar_of_every_page(app, demo_set, runs):
     caption = _texts(at.sidebar, "caption")
     assert "32x32 input · 6 classes" in caption
     assert at.query_params["model"] in (option, [option])
+
+
+def test_deleting_a_run_removes_it_from_the_page_and_the_sidebar(app, demo_set, runs):
+    kept = _finished_run(demo_set, runs, probe_images=0, name="kept")
+    time.sleep(1.1)  # run ids sort by the second they were made
+    doomed = _finished_run(demo_set, runs, probe_images=0, name="doomed")
+    at = _train_page(app, model=f"run:{doomed.run_id}")  # the sidebar shows the doomed model
+    assert at.sidebar.selectbox(key="_w_model").value == f"run:{doomed.run_id}"
+    assert at.selectbox(key="_w_train_run").value == doomed.run_id
+    assert "Delete this run" in _popovers(at)
+    at.button(key="train_delete").click().run()
+    assert not at.exception and not at.error
+    assert not doomed.run_dir.exists()
+    assert [s.run_id for s in list_runs(runs)] == [kept.run_id]
+    assert at.selectbox(key="_w_train_run").value == kept.run_id
+    picker = at.sidebar.selectbox(key="_w_model")
+    assert picker.value == "demo"
+    assert "Trained: doomed · 2 epochs" not in picker.options
+    assert "Trained: kept · 2 epochs" in picker.options
+
+
+def test_a_run_still_going_offers_stop_not_delete(app, demo_set, runs):
+    create_run(tiny_config(demo_set, name="going"), runs, launch=False)  # "starting"
+    at = _train_page(app)
+    assert "Stop" in [b.label for b in at.button]
+    assert "Delete this run" not in _popovers(at)

@@ -1,0 +1,326 @@
+"""Load test: a class of N students on one server, each in their own headless browser context.
+
+Every session does what a student does first: open Home (predictions of the default images),
+pick one more image in the sidebar, open Saliency (Grad-CAM of each image), open Feature maps
+and switch to another block of layers. For each step it times how long until that page's main
+figure is on screen (Home: the top-5 bars of every image; Saliency: every overlay and raw map
+decoded; Feature maps: the grid of the layer's maps drawn). Errors: a step that timed out or
+failed, a Streamlit exception box, a JavaScript error. An image name typed into the picker while
+the page was rerunning can be dropped by the browser; it is typed again (counted in
+``image_picks_typed_again``, its time included in the step's).
+
+It compares N concurrent sessions with one session alone on the same server (the ratio of the
+p50 and p95 times), and the server's peak memory (VmHWM of the server and its children) after
+one session with the peak after N sessions; the goal is peak(N) <= 1.5 x peak(1) + 50 MB x N,
+which only holds when models and caches are shared, not copied per session.
+
+    python bench/classroom.py                      # 30 sessions, starts its own server
+    python bench/classroom.py --sessions 5 --baseline 1
+    python bench/classroom.py --url http://127.0.0.1:8501 --pid 1234   # a running server
+
+Prints JSON. One Chromium, one context per session (Playwright's async API).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
+
+from tests.e2e.conftest import ARGS, CHROMIUM, run_streamlit  # noqa: E402
+
+STEPS = ("home", "pick_image", "saliency", "feature_maps", "switch_layer")
+#: images a session adds (a different one per session, round robin)
+EXTRA_IMAGES = ["Shape: circle", "Shape: cross", "Shape: square", "Shape: triangle"]
+MAIN = '[data-testid="stMain"]'
+SIDEBAR = '[data-testid="stSidebar"]'
+
+#: top-5 bar charts drawn on Home (one per image)
+BARS_JS = """() => Array.from(document.querySelectorAll(
+  '[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot'))
+  .filter(el => el.data && el.data.length && el.data[0].type === 'bar'
+          && el.querySelector('g.trace.bars')).length"""
+#: decoded pictures in the main area (Saliency: an overlay and a raw map per image)
+PICTURES_JS = """() => Array.from(document.querySelectorAll(
+  '[data-testid="stMain"] [data-testid="stImage"] img'))
+  .filter(i => i.complete && i.naturalWidth > 0).length"""
+#: tiles drawn in a feature-map grid that was not there before ``MARK_GRID_JS``
+GRID_JS = """() => {
+  const plots = Array.from(
+    document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot'));
+  const grid = plots.find(el => el.data && el.data.length === 2 && el.data[0].type === 'image'
+                          && !el.data.__seen);
+  return grid ? grid.querySelectorAll('g.points path').length : 0;
+}"""
+MARK_GRID_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')
+  .forEach(el => { if (el.data) el.data.__seen = true; })"""
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+PICK_TRIES, PICK_RETRY_MS = 3, 20_000
+#: where a failed step's screenshot goes ($CLASSROOM_SHOTS; none when unset)
+SHOTS = Path(os.environ["CLASSROOM_SHOTS"]) if os.environ.get("CLASSROOM_SHOTS") else None
+
+
+# ---------------------------------------------------------------------------------- memory
+def server_pid(port: int) -> int | None:
+    """The process started as ``streamlit run ... --server.port <port>``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(args) and b"--server.port" in args \
+                and args[args.index(b"--server.port") + 1] == str(port).encode():
+            return int(entry.name)
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def peak_memory_mb(pid: int) -> float:
+    """VmHWM (peak resident memory) of ``pid`` plus that of all its descendants, in MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+        todo.extend(_children(p))
+    return total / 1024
+
+
+# ---------------------------------------------------------------------------------- sessions
+async def _idle(page, timeout_ms: int) -> None:
+    await page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+async def _at_least(page, js: str, n: int, timeout_ms: int) -> None:
+    await page.wait_for_function(f"n => ({js})() >= n", arg=n, timeout=timeout_ms)
+
+
+async def _nav(page, title: str) -> None:
+    await page.locator(f'{SIDEBAR} [data-testid="stPageLink-NavLink"]', has_text=title).click()
+
+
+async def one_session(browser, url: str, index: int, timeout_ms: int) -> dict:
+    """A student's first minutes; returns ``{"times": {step: seconds}, "errors": [...]}``."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(timeout_ms)  # navigation and clicks wait as long as figures
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"javascript: {exc}"))
+    times: dict[str, float] = {}
+    retries = 0
+    step = STEPS[0]
+    try:
+        start = time.perf_counter()
+        await page.goto(url + "/", wait_until="commit")
+        await _at_least(page, BARS_JS, 1, timeout_ms)
+        await _idle(page, timeout_ms)
+        shown = await page.evaluate(BARS_JS)
+        times[step] = time.perf_counter() - start
+
+        step = "pick_image"
+        start = time.perf_counter()
+        images = shown + 1
+        for attempt in range(PICK_TRIES):
+            # Typing can land while the page reruns (and be dropped): then type it again.
+            await page.locator(f'{SIDEBAR} [data-testid="stMultiSelect"] input').first.click()
+            await page.keyboard.type(EXTRA_IMAGES[index % len(EXTRA_IMAGES)])
+            await page.keyboard.press("Enter")
+            await page.keyboard.press("Escape")
+            try:
+                await _at_least(page, BARS_JS, images,
+                                timeout_ms if attempt == PICK_TRIES - 1 else PICK_RETRY_MS)
+                break
+            except PlaywrightTimeout:
+                retries += 1
+        times[step] = time.perf_counter() - start
+        await _idle(page, timeout_ms)
+
+        step = "saliency"
+        start = time.perf_counter()
+        await _nav(page, "Saliency")
+        await _at_least(page, PICTURES_JS, 2 * images, timeout_ms)
+        times[step] = time.perf_counter() - start
+        await _idle(page, timeout_ms)
+
+        step = "feature_maps"
+        start = time.perf_counter()
+        await _nav(page, "Feature maps")
+        await _at_least(page, GRID_JS, 1, timeout_ms)
+        times[step] = time.perf_counter() - start
+        await _idle(page, timeout_ms)
+
+        step = "switch_layer"
+        await page.evaluate(MARK_GRID_JS)
+        start = time.perf_counter()
+        await page.locator(f'{MAIN} [data-testid="stSelectbox"]').filter(
+            has_text="Block").first.click()
+        # The deepest block of convolutions: another layer than the default one.
+        await page.get_by_role("option", name=re.compile(r"^Block ")).last.click()
+        await _at_least(page, GRID_JS, 1, timeout_ms)
+        times[step] = time.perf_counter() - start
+        await _idle(page, timeout_ms)
+    except Exception as exc:  # a failed step is a result, not a crash of the benchmark
+        errors.append(f"{step}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        if SHOTS:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SHOTS / f"session{index}_{step}.png"), full_page=True)
+    try:
+        boxes = await page.locator('[data-testid="stException"]').count()
+        if boxes:
+            errors.append(f"{boxes} Streamlit exception box(es) on the last page")
+    finally:
+        await context.close()
+    return {"session": index, "times": times, "errors": errors, "pick_retries": retries}
+
+
+async def run_sessions(browser, url: str, n: int, timeout_ms: int, first: int = 0) -> list:
+    """``n`` sessions at once."""
+    return await asyncio.gather(*(one_session(browser, url, first + i, timeout_ms)
+                                  for i in range(n)))
+
+
+# ---------------------------------------------------------------------------------- report
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def summarise(results: list[dict]) -> dict:
+    """Errors, complete sessions, and p50/p95 seconds per step."""
+    steps = {}
+    for step in STEPS:
+        values = [r["times"][step] for r in results if step in r["times"]]
+        steps[step] = {"n": len(values),
+                       "p50_s": _round(_quantile(values, 0.5)),
+                       "p95_s": _round(_quantile(values, 0.95))}
+    return {"sessions": len(results),
+            "errors": sum(len(r["errors"]) for r in results),
+            "error_messages": sorted({e for r in results for e in r["errors"]})[:10],
+            "complete_sessions": sum(all(s in r["times"] for s in STEPS) for r in results),
+            "image_picks_typed_again": sum(r.get("pick_retries", 0) for r in results),
+            "steps": steps}
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _ratios(many: dict, one: dict) -> dict:
+    out = {}
+    for step in STEPS:
+        m, o = many["steps"][step], one["steps"][step]
+        out[step] = {q: _round(m[q] / o[q], 2) if m[q] and o[q] else None
+                     for q in ("p50_s", "p95_s")}
+    return out
+
+
+async def classroom(url: str, pid: int, sessions: int = 30, baseline: int = 3,
+                    timeout_s: float = 600.0) -> dict:
+    """The whole measurement against a running server (``pid`` for its memory).
+
+    A first session warms the server up (TensorFlow, the model, the pages' caches); the peak
+    memory after it is the one-session figure. ``baseline`` sessions then run one after the
+    other (the single-session times), then ``sessions`` at once.
+    """
+    timeout_ms = int(timeout_s * 1000)
+    load_before = os.getloadavg()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            warm = await run_sessions(browser, url, 1, timeout_ms)
+            memory_one = peak_memory_mb(pid)
+            single = []
+            for i in range(baseline):
+                single += await run_sessions(browser, url, 1, timeout_ms, first=1 + i)
+            start = time.perf_counter()
+            many = await run_sessions(browser, url, sessions, timeout_ms, first=1 + baseline)
+            wall = time.perf_counter() - start
+            memory_many = peak_memory_mb(pid)
+        finally:
+            await browser.close()
+    one, concurrent = summarise(single or warm), summarise(many)
+    goal_mb = 1.5 * memory_one + 50 * sessions
+    return {
+        "benchmark": "classroom",
+        "sessions": sessions,
+        "errors": summarise(warm + single)["errors"] + concurrent["errors"],
+        "goal_errors": 0,
+        "single_session": one,
+        "warm_up_session": summarise(warm),
+        "concurrent": concurrent,
+        "concurrent_wall_s": round(wall, 1),
+        "ratio_concurrent_over_single": _ratios(concurrent, one),
+        "server_peak_rss_mb": {"one_session": round(memory_one, 1),
+                               f"{sessions}_sessions": round(memory_many, 1),
+                               "ratio": round(memory_many / memory_one, 2),
+                               "per_extra_session_mb": round(
+                                   (memory_many - memory_one) / max(sessions - 1, 1), 1),
+                               "goal_mb": round(goal_mb, 1),
+                               "goal": "<= 1.5 x one session + 50 MB per session",
+                               "goal_met": memory_many <= goal_mb},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=30)
+    parser.add_argument("--baseline", type=int, default=3,
+                        help="single sessions, one after the other, for the baseline times")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per step")
+    parser.add_argument("--url", help="a running server (default: start one on loopback)")
+    parser.add_argument("--pid", type=int, help="the running server's process id")
+    args = parser.parse_args()
+    if args.url:
+        pid = args.pid or server_pid(int(args.url.rsplit(":", 1)[1].split("/")[0]))
+        if pid is None:
+            parser.error("could not find the server's process: pass --pid")
+        report = asyncio.run(classroom(args.url, pid, args.sessions, args.baseline,
+                                       args.timeout))
+    else:
+        with tempfile.TemporaryDirectory(prefix="classroom-") as home, \
+                run_streamlit(Path(home)) as url:
+            pid = server_pid(int(url.rsplit(":", 1)[1]))
+            report = asyncio.run(classroom(url, pid, args.sessions, args.baseline,
+                                           args.timeout))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
