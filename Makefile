@@ -32,13 +32,14 @@ test-slow: $(STAMP)
 
 # Each prints JSON with its ratio against the plain Keras / tf-keras-vis way, measured in the same run.
 # The defaults are the issue's settings; actmax and saliency take minutes on 2 CPU cores.
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	$(PY) bench/predict.py
 	$(PY) bench/feature_maps.py
 	$(PY) bench/dataset_report.py
 	$(PY) bench/training.py
 	$(PY) bench/saliency.py --quick
 	$(PY) bench/actmax.py --filters 16
+	CHROMIUM_PATH=$(CHROMIUM) $(PY) bench/classroom.py --sessions 30
 
 # Retrain the bundled demo model (about 5 minutes on 2 CPU cores) and rewrite its model card.
 demo-model: $(STAMP)

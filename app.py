@@ -10,6 +10,7 @@ import io
 import streamlit as st
 
 from engine.models import predict
+from ui import presenter
 from ui.figures import top_k_bars
 from ui.page import page
 from ui.report import report_section
@@ -57,7 +58,7 @@ else:
                     st.image(image, caption=label, width="stretch")
                     name, p = top[0]
                     st.markdown(f"**{md_escape(name)}** · {p:.1%}")
-                    st.plotly_chart(top_k_bars(top), key=f"topk_{start}_{label}",
+                    presenter.chart(top_k_bars(top), key=f"topk_{start}_{label}",
                                     config={"displayModeBar": False})
         table = io.StringIO()
         writer = csv.writer(table)

@@ -289,7 +289,7 @@ with shown_errors("The report could not be computed: "):
     ratio = report.imbalance_ratio
     st.caption("Imbalance (largest class / smallest class): "
                + ("a class has no images" if ratio == float("inf") else f"{ratio:.2f}"))
-    st.plotly_chart(figures.class_counts(report), key="dataset_counts",
+    presenter.chart(figures.class_counts(report), key="dataset_counts",
                     config={"displayModeBar": False})
 
     if report.unreadable:

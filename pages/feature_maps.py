@@ -113,7 +113,7 @@ def _select_position(layer: str, channel: int):
 # ------------------------------------------------------------------------------ sections
 def _grid_section(maps, layer, stats, order, low, high, colormap, channel):
     grid = ff.channel_grid(maps[layer.path], low, high, colormap, order, stats.dead)
-    st.plotly_chart(ff.grid_figure(grid, stats, selected=channel), key="fm_grid",
+    presenter.chart(ff.grid_figure(grid, stats, selected=channel), key="fm_grid",
                     on_select=_select_channel_from_grid, selection_mode="points",
                     width="content", config={"displayModeBar": False})
     th, tw = grid.tile
@@ -141,7 +141,7 @@ def _channel_section(model, image, maps, layer, stats, low, high, colormap, chan
                  caption=f"Channel {channel} enlarged onto the image the network saw "
                          f"({seen.shape[1]}×{seen.shape[0]})")
     with right:
-        st.plotly_chart(ff.channel_heatmap(values, float(low[channel]), float(high[channel]),
+        presenter.chart(ff.channel_heatmap(values, float(low[channel]), float(high[channel]),
                                            colormap, f"Full resolution: {values.shape[0]}×"
                                                      f"{values.shape[1]} values"),
                         key="fm_channel_heatmap")
@@ -174,7 +174,7 @@ def _arithmetic_section(model, maps, layer, channel, colormap, low, high, layers
     st.session_state["_w_fm_row"], st.session_state["_w_fm_col"] = row, col
     pick, numbers = st.columns([1, 2])
     with pick:
-        st.plotly_chart(ff.position_figure(values, row, col, colormap, float(low[channel]),
+        presenter.chart(ff.position_figure(values, row, col, colormap, float(low[channel]),
                                            float(high[channel])),
                         key="fm_position_pick", on_select=_select_position(layer.path, channel),
                         selection_mode="points", width="content",
@@ -223,7 +223,7 @@ def _arithmetic_section(model, maps, layer, channel, colormap, low, high, layers
                       key="fm_window")
     right.plotly_chart(ff.arithmetic_figure(arith, input_channel), key="fm_arith")
     if c_in > 1:
-        st.plotly_chart(ff.contributions_figure(arith, input_channel), key="fm_contrib")
+        presenter.chart(ff.contributions_figure(arith, input_channel), key="fm_contrib")
 
 
 def _first_conv(layers) -> str | None:
@@ -305,7 +305,7 @@ def _compare_section(model, model_key, selection, image_id, maps, layer, order, 
                                      float(high[channel]), colormap, 0.6)
                 st.image(ff.enlarge(picture, 320), caption=f"Channel {channel}", width=320)
             else:
-                st.plotly_chart(ff.units_figure(m[layer.path]), key=f"fm_cmp_units_{iid}")
+                presenter.chart(ff.units_figure(m[layer.path]), key=f"fm_cmp_units_{iid}")
             st.caption(f"{int(stats.dead.sum())} dead of {len(stats.dead)} · mean of the layer "
                        f"{float(m[layer.path].mean()):.4g}")
 
@@ -325,7 +325,7 @@ def _filters_section(model):
 
 
 def _stats_section(stats, order):
-    st.plotly_chart(ff.stats_figure(stats, order), key="fm_stats")
+    presenter.chart(ff.stats_figure(stats, order), key="fm_stats")
     st.dataframe({"channel": order, "mean": stats.mean[order], "max": stats.max[order],
                   "fraction of zeros": stats.zero_fraction[order], "dead": stats.dead[order]},
                  hide_index=True, height=260, width="stretch")
@@ -404,7 +404,7 @@ if layer.is_spatial:
     _channel_section(model, images[image_id], maps, layer, stats, low, high, colormap, channel)
 else:
     names = model.class_names if layer.channels == model.n_classes else None
-    st.plotly_chart(ff.units_figure(values, names, f"{layer.channels} units of {layer.path}"),
+    presenter.chart(ff.units_figure(values, names, f"{layer.channels} units of {layer.path}"),
                     key="fm_units")
     downloads = st.columns(3)[:2]
     channel = 0

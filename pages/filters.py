@@ -224,7 +224,7 @@ def _grid(request, folder, labels: list[str], noun: str, key: str, polling: bool
              for u, a, s in zip(units, result.activations, result.initial)]
     selected = st.session_state.get(f"am_selected_{key}")
     index = units.index(selected) if selected in units else None
-    st.plotly_chart(fig.grid_figure(grid, hover, index, png=png), key=f"am_grid_{key}",
+    presenter.chart(fig.grid_figure(grid, hover, index, png=png), key=f"am_grid_{key}",
                     on_select=functools.partial(_tile_clicked, key, units),
                     selection_mode="points", width="content", config={"displayModeBar": False})
     st.download_button("Download the grid (PNG)", png,
@@ -282,7 +282,7 @@ def _details(model, result, labels: list[str], key: str, layer: str | None, sele
                            icon=":material/download:", key=f"am_one_png_{key}")
     with right:
         quantity = "Logit" if layer is None else "Activation"
-        st.plotly_chart(fig.history_figure(result.history[i], f"{quantity} of {labels[unit]}",
+        presenter.chart(fig.history_figure(result.history[i], f"{quantity} of {labels[unit]}",
                                            float(result.activations[i]),
                                            float(result.initial[i]), quantity.lower()),
                         key=f"am_curve_{key}")

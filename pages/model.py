@@ -42,8 +42,8 @@ with shown_errors("Reading the architecture failed: "):
                f"'{model.preprocessing}', {model.n_classes} classes.")
 
     st.subheader("The layer stack")
-    st.plotly_chart(layer_stack(rows), key="layer_stack")
-    st.plotly_chart(shape_profile(rows), key="shape_profile")
+    presenter.chart(layer_stack(rows), key="layer_stack")
+    presenter.chart(shape_profile(rows), key="shape_profile")
 
     with presenter.technical("model_table"):
         st.subheader("Every layer")

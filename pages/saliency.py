@@ -372,7 +372,7 @@ def _faithfulness_section(model, key, selection, maps, method, target, layer, op
         curves = _faithfulness(model, key, image_id, selection.images[index][2], maps[index],
                                method, target, layer, options, steps=24)
         name = model.class_names[curves.target]
-        st.plotly_chart(sf.faithfulness_figure(curves, f"{METHODS[method].title}, class "
+        presenter.chart(sf.faithfulness_figure(curves, f"{METHODS[method].title}, class "
                                                         f"{name}"), key="sal_faith_chart")
         better = [curves.deletion_auc < curves.random_deletion_auc,
                   curves.insertion_auc > curves.random_insertion_auc]
@@ -541,7 +541,7 @@ def _dataset_tab(model, key, method, layer):
                          if summary.counts[k] else 0.0 for k in range(model.n_classes)]
             per_area = [summary.box_area[summary.explained == k].mean()
                         if summary.counts[k] else 0.0 for k in range(model.n_classes)]
-            st.plotly_chart(sf.box_share_figure(model.class_names, per_class, per_area,
+            presenter.chart(sf.box_share_figure(model.class_names, per_class, per_area,
                                                 summary.counts), key="sal_ds_chart")
             if share < 1.5 * area:
                 st.warning("Little of the saliency falls on the objects: the model may be "

@@ -315,7 +315,7 @@ def _panel(run_id: str) -> None:
             st.success(md_escape(status.message), icon=":material/check_circle:")
         if rows:
             smoothing = st.session_state.get("train_smoothing", 0.9)
-            st.plotly_chart(figures.curves_figure(curves(rows, status.steps_per_epoch),
+            presenter.chart(figures.curves_figure(curves(rows, status.steps_per_epoch),
                                                   smoothing), key=f"curves_{run_id}")
         elif status.active:
             st.info("Starting: loading TensorFlow and the data set...",
@@ -359,10 +359,10 @@ def _evaluation_view(status) -> None:
     cols = st.columns([3, 2])
     with cols[0]:
         st.markdown("**Confusion matrix**")
-        st.plotly_chart(figures.confusion_figure(report), key="confusion")
+        presenter.chart(figures.confusion_figure(report), key="confusion")
     with cols[1]:
         st.markdown("**Precision and recall per class**")
-        st.plotly_chart(figures.precision_recall_figure(report), key="precision_recall")
+        presenter.chart(figures.precision_recall_figure(report), key="precision_recall")
         st.dataframe([{"class": n, "precision": p, "recall": r, "images": int(s)}
                       for n, p, r, s in zip(report.class_names, report.precision,
                                             report.recall, report.support)],
@@ -420,7 +420,7 @@ def _compare_view(statuses, current) -> None:
                                        _version(choices[i].run_dir / METRICS_FILE)))
              for i in picked]
     if named:
-        st.plotly_chart(figures.comparison_figure(named), key="comparison")
+        presenter.chart(figures.comparison_figure(named), key="comparison")
 
 
 def _files_view(status) -> None:

@@ -88,3 +88,9 @@ def figure(fig: go.Figure) -> go.Figure:
         fig.update_layout(height=int(fig.layout.height * SCALE))
     fig.update_annotations(font_size=size)
     return fig
+
+
+def chart(fig: go.Figure, **kwargs):
+    """``st.plotly_chart`` of ``fig``, enlarged when presenting; the keyword arguments are
+    ``st.plotly_chart``'s."""
+    return st.plotly_chart(figure(fig), **kwargs)

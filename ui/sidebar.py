@@ -57,11 +57,12 @@ def sidebar() -> Selection:
         st.markdown("### :material/visibility: CNN Explorer")
         for script, title, icon in PAGES:
             st.page_link(script, label=title, icon=icon, query_params=state.url_params())
-        presenter.toggle()
         st.divider()
         model, error = _model_picker()
         st.divider()
         images = _image_picker()
+        st.divider()
+        presenter.toggle()  # last: the image list above needs the room to open downwards
         state.remember_browser()
     state.write_to_url()
     return Selection(model, images, error)

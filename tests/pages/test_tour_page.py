@@ -161,6 +161,23 @@ def test_presenter_mode_enlarges_text_and_holds_across_pages(app):
     assert "font-size" not in _style(at)
 
 
+def test_presenter_mode_enlarges_the_figures_of_other_pages(app):
+    at = _tour(app)
+    at.switch_page("pages/model.py").run()
+
+    def sizes(at):
+        return [(spec["layout"]["font"]["size"], spec["layout"]["height"])
+                for spec in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))]
+
+    before = sizes(at)
+    assert before
+    _presenting(at, True)
+    after = sizes(at)
+    assert len(after) == len(before)
+    for (font, height), (font_on, height_on) in zip(before, after):
+        assert font_on == pytest.approx(font * 1.3) and height_on == int(height * 1.3)
+
+
 @pytest.mark.parametrize("script, shown", [
     ("pages/filters.py", lambda at: [e.label for e in at.expander if e.label == "Settings"]),
     ("pages/feature_maps.py", lambda at: [s.label for s in at.selectbox
