@@ -32,7 +32,7 @@ from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
 from engine.models.layers import (CONV_TYPES, SEPARATOR, functional_graph, iter_layers,
-                                  nested_call_inputs, ready_nodes)
+                                  inference_arguments, nested_call_inputs, ready_nodes)
 from engine.models.preprocessing import preprocess
 
 L = keras.layers
@@ -266,9 +266,7 @@ class _GraphRun:
                 if outputs is None:
                     return None
             else:
-                args, kwargs = node.arguments.fill_in(tensors)
-                if "training" in getattr(op, "_call_context_args", {}):
-                    kwargs = {**kwargs, "training": False}
+                args, kwargs = inference_arguments(node, tensors)
                 outputs = keras.tree.flatten(op(*args, **kwargs))
             for t, y in zip(node.outputs, outputs):
                 tensors[id(t)] = y

@@ -37,8 +37,8 @@ import tensorflow as tf
 
 from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import (SEPARATOR, find_layer, functional_graph, nested_call_inputs,
-                                  ready_nodes)
+from engine.models.layers import (SEPARATOR, find_layer, functional_graph, inference_arguments,
+                                  nested_call_inputs, ready_nodes)
 
 L = keras.layers
 #: The model's last layer, whatever its name (the class scores).
@@ -135,9 +135,7 @@ class LayerTaps:
                 if outputs is None:
                     return None
             else:
-                args, kwargs = node.arguments.fill_in(tensors)
-                if "training" in getattr(op, "_call_context_args", {}):
-                    kwargs = {**kwargs, "training": False}
+                args, kwargs = inference_arguments(node, tensors)
                 if path in wanted:
                     tap = self._tap(op, args, kwargs)
                     found[path] = tap

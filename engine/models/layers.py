@@ -119,3 +119,12 @@ def nested_call_inputs(node) -> list:
     """The symbolic tensors a call of a nested model passes to it, flattened."""
     args, kwargs = node.arguments.args, node.arguments.kwargs
     return keras.tree.flatten(args[0] if args else kwargs["inputs"])
+
+
+def inference_arguments(node, tensors: dict) -> tuple[list, dict]:
+    """The arguments of ``node``'s layer call filled in from the computed ``tensors``, in
+    inference mode (Dropout off, BatchNorm on its moving statistics)."""
+    args, kwargs = node.arguments.fill_in(tensors)
+    if "training" in getattr(node.operation, "_call_context_args", {}):
+        kwargs = {**kwargs, "training": False}
+    return args, kwargs

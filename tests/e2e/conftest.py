@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -114,6 +116,15 @@ def choose(page, label: str, option: str, *, exact: bool = False) -> None:
     page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').filter(
         has_text=label).first.click()
     page.get_by_role("option", name=option, exact=exact).click()
+    wait_idle(page)
+
+
+def choose_scratch_model(page) -> None:
+    """Pick the untrained scratch CNN in the sidebar's model picker and wait until it is loaded."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Scratch CNN (untrained)").click()
+    expect(page.get_by_text(re.compile(r"Scratch CNN \(untrained\) · 128x128"))).to_be_visible(
+        timeout=LOAD)
     wait_idle(page)
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle
+from tests.e2e.conftest import LOAD, choose_scratch_model, screenshot, wait_idle as _idle
 from ui.sidebar import PAGES
 
 
@@ -72,11 +72,7 @@ def test_reload_keeps_model_and_images(page, server):
     page.goto(server + "/model")
     expect(page.get_by_role("heading", name="Every layer")).to_be_visible(timeout=LOAD)
     _idle(page)
-    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="Scratch CNN (untrained)").click()
-    expect(page.get_by_text(re.compile(r"Scratch CNN \(untrained\) · 128x128"))).to_be_visible(
-        timeout=LOAD)
-    _idle(page)
+    choose_scratch_model(page)
     # Drop one image from the selection.
     page.get_by_role("button", name="Remove Shape: star").click()
     expect(page.get_by_role("button", name="Remove Shape: star")).to_have_count(0)

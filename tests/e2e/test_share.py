@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import LOAD, choose, screenshot, wait_idle
+from tests.e2e.conftest import LOAD, choose, choose_scratch_model, screenshot, wait_idle
 from ui.state import COOKIE
 
 
@@ -55,11 +55,7 @@ def test_a_link_opened_in_another_browser_shows_the_same_view(page, browser, ser
     page.goto(server + "/feature_maps")
     expect(page.get_by_role("heading", name="Feature maps")).to_be_visible(timeout=LOAD)
     wait_idle(page)
-    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="Scratch CNN (untrained)").click()
-    expect(page.get_by_text(re.compile(r"Scratch CNN \(untrained\) · 128x128"))).to_be_visible(
-        timeout=LOAD)
-    wait_idle(page)
+    choose_scratch_model(page)
     choose(page, "Image", "Photo: Cat (Chelsea)")
     choose(page, "Block", "Block 3 · 28×28")
     channel = _channel(page)
