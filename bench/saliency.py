@@ -108,13 +108,19 @@ class Bench:
     def _ours(self, method, **options):
         return lambda: explain(self.model, self.image, method, self.target, **options)[0]
 
-    def _compare(self, method, reference, ours, theirs, settings, slow=False, **extra):
+    def _compare(self, method, reference, ours, theirs, settings, slow=False, floors=None,
+                 **extra):
         """Warm both up, then time them alternately; record medians and the ratio.
 
         ``ours`` is one callable, or ``{precision: callable}`` for the methods whose batched
         passes can run in bfloat16: each variant is timed in the same loop against the same
-        reference calls, and gets a row of its own."""
+        reference calls, and gets a row of its own. ``floors`` (``{name: (what, callable)}``)
+        are timed in the same loop too and reported in every row with their own ratio to the
+        reference: the least work any implementation must do, at the speed plain Keras does
+        it."""
         variants = ours if isinstance(ours, dict) else {None: ours}
+        floors = floors or {}
+        t_floor = {name: [] for name in floors}
         repeats = self.slow_repeats if slow else self.repeats
         if not slow:  # slow ones warm up on a smaller job of the same shapes (see callers)
             theirs()  # tracing, first allocations: what the app pays once
@@ -134,6 +140,16 @@ class Bench:
                 maps[key] = fn()
                 t_ours[key].append(time.perf_counter() - start)
                 c_ours[key].append(time.process_time() - cpu)
+            for name, (_, fn) in floors.items():
+                start = time.perf_counter()
+                fn()
+                t_floor[name].append(time.perf_counter() - start)
+        if floors:
+            reference_s = statistics.median(t_ref)
+            extra["floors"] = {name: {
+                "what": what, "s": round(statistics.median(t_floor[name]), 4),
+                "ratio": round(statistics.median(t_floor[name]) / reference_s, 3)}
+                for name, (what, _) in floors.items()}
         first = next(iter(variants))
         for key in variants:
             row_extra = dict(extra)
@@ -205,12 +221,46 @@ class Bench:
                 for p in self.precisions}
         for fn in ours.values():
             fn()  # the batch shapes of 20 samples, once per precision
+        floors = {f"plain_keras_{dtype}": (
+            f"a plain Keras VGG16 in {dtype} ({dtype} layer policy, the same weights): one "
+            f"forward and backward pass of the {samples} noisy images in one batch, input "
+            "gradients only; no SmoothGrad of 20 samples does less work", fn)
+            for dtype, fn in self._gradient_floors(samples).items()}
         self._compare("smoothgrad", "tf-keras-vis", ours,
                       lambda: _seeded(0, lambda: vis(self._score(), self.x_net,
                                                      smooth_samples=samples,
                                                      smooth_noise=0.2)[0]),
                       {"samples": samples, "noise": 0.2, "ours_noise": round(noise, 4)},
-                      slow=True)
+                      slow=True, floors=floors)
+
+    def _gradient_floors(self, samples: int) -> dict:
+        """``{dtype: callable}``: input gradients of ``samples`` noisy copies of the image in
+        one batch through a plain Keras copy of the network in float32 and bfloat16 (traced
+        once here)."""
+        noisy = tf.constant(self.x_net + np.random.default_rng(0).normal(
+            0.0, 0.2 * float(np.ptp(self.x_net)), (samples,) + self.x_net.shape[1:]
+        ).astype(np.float32))
+        out = {}
+        for dtype in ("float32", "bfloat16"):
+            previous = keras.config.dtype_policy()
+            keras.config.set_dtype_policy(dtype)
+            try:
+                twin = keras.applications.VGG16(weights=None, classifier_activation=None)
+            finally:
+                keras.config.set_dtype_policy(previous)
+            twin.set_weights(self.net.get_weights())
+
+            @tf.function
+            def gradients(x, _twin=twin):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    score = tf.reduce_sum(tf.cast(_twin(x, training=False)[:, self.target],
+                                                  tf.float32))
+                return tape.gradient(score, x)
+
+            gradients(noisy)
+            out[dtype] = lambda _fn=gradients: _fn(noisy).numpy()
+        return out
 
     def scorecam(self):
         from tf_keras_vis.scorecam import Scorecam
