@@ -158,6 +158,13 @@ def augmentation_preview(ds, report) -> None:
     with left:
         pick = st.selectbox("Image", choices, key=f"aug_image_{ds.id}")
         flip = st.toggle("Horizontal flip", value=saved.horizontal_flip, key=f"aug_flip_{ds.id}")
+        vflip = st.toggle("Vertical flip", value=saved.vertical_flip, key=f"aug_vflip_{ds.id}",
+                          help="For images without an up: shapes, cells, satellite views.")
+        transpose = st.toggle("Diagonal mirror", value=saved.transpose,
+                              key=f"aug_transpose_{ds.id}",
+                              help="Swap rows and columns; with both flips, every quarter turn "
+                                   "and mirror. Square images only (training resizes to a "
+                                   "square).")
         rotation = st.slider("Rotation (degrees)", 0, 180, int(saved.rotation), 5,
                              key=f"aug_rotation_{ds.id}")
         shear = st.slider("Shear", 0.0, 1.0, float(saved.shear), 0.05, key=f"aug_shear_{ds.id}")
@@ -169,7 +176,8 @@ def augmentation_preview(ds, report) -> None:
                                key=f"aug_brightness_{ds.id}")
         contrast = st.slider("Contrast", 0.0, 1.0, float(saved.contrast), 0.05,
                              key=f"aug_contrast_{ds.id}")
-        settings = Augmentation(horizontal_flip=flip, rotation=rotation, shear=shear, zoom=zoom,
+        settings = Augmentation(horizontal_flip=flip, vertical_flip=vflip, transpose=transpose,
+                                rotation=rotation, shear=shear, zoom=zoom,
                                 translation=shift, brightness=brightness, contrast=contrast)
         if settings != saved:
             save_augmentation(ds, settings)

@@ -157,6 +157,12 @@ def _settings(datasets) -> RunConfig | None:
                                 **state.durable("train_size", side),
                                 help="Images are resized to this square; smaller is faster.")
         options["image_size"] = (size, size)
+        with presenter.technical("train_scratch"):
+            options["batch_norm"] = st.toggle(
+                "Batch normalisation while training", **state.durable("train_bn", True),
+                help="Normalise each convolution's output while training: a few epochs are "
+                     "then enough. The saved model has it folded into the convolutions, so it "
+                     "is the classic network, computing the same.")
     elif mode in ("feature_extraction", "fine_tuning"):
         cols = st.columns(2)
         base = cols[0].selectbox("ImageNet base", IMAGENET,

@@ -30,6 +30,11 @@ class Augmentation:
 
     Attributes:
         horizontal_flip: mirror left-right half of the time.
+        vertical_flip: mirror top-bottom half of the time (for images without an up, such as
+            shapes, cells or satellite views).
+        transpose: mirror on the main diagonal half of the time; with both flips, every
+            quarter turn and mirror of the square. Square images only (training resizes to a
+            square); others pass unchanged.
         rotation: largest rotation in degrees, either way, in [0, 180].
         shear: largest shear factor, either way, in [0, 1].
         zoom: largest zoom in or out, as a fraction of the size, in [0, 0.9].
@@ -39,6 +44,8 @@ class Augmentation:
     """
 
     horizontal_flip: bool = False
+    vertical_flip: bool = False
+    transpose: bool = False
     rotation: float = 0.0
     shear: float = 0.0
     zoom: float = 0.0
@@ -75,8 +82,9 @@ class Augmentation:
         """
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        if "horizontal_flip" in values:
-            values["horizontal_flip"] = bool(values["horizontal_flip"])
+        for name in ("horizontal_flip", "vertical_flip", "transpose"):
+            if name in values:
+                values[name] = bool(values[name])
         return cls(**values)
 
 
@@ -103,6 +111,10 @@ def augmentation_layers(augment: Augmentation, seed: int | None = None):
     layers = []
     if augment.horizontal_flip:
         layers.append(keras.layers.RandomFlip("horizontal", seed=next_seed()))
+    if augment.vertical_flip:
+        layers.append(keras.layers.RandomFlip("vertical", seed=next_seed()))
+    if augment.transpose:
+        layers.append(_random_transpose(seed=next_seed()))
     if augment.rotation:
         layers.append(keras.layers.RandomRotation(augment.rotation / 360.0, seed=next_seed()))
     if augment.shear:
@@ -120,6 +132,24 @@ def augmentation_layers(augment: Augmentation, seed: int | None = None):
         layers.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255),
                                                   seed=next_seed()))
     return keras.Sequential(layers, name="augmentation")
+
+
+def _random_transpose(seed: int | None):
+    """A layer that swaps rows and columns of each square image half of the time (Keras has
+    flips, not this one); non-square batches pass unchanged."""
+    import keras
+    import tensorflow as tf
+
+    class RandomTranspose(keras.layers.Layer):
+        def call(self, images, training=True):
+            side, other = images.shape[1], images.shape[2]
+            if not training or side is None or side != other:
+                return images
+            coin = tf.random.uniform(tf.shape(images)[:1], seed=seed) < 0.5
+            return tf.where(coin[:, None, None, None],
+                            tf.transpose(images, [0, 2, 1, 3]), images)
+
+    return RandomTranspose(name="random_transpose")
 
 
 def augment_samples(image: np.ndarray, augment: Augmentation, n: int = 8,

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from engine.data.shapes import CLASS_NAMES, make_shapes, write_sample_images
+from engine.models import folding
 
 # Filters per block and convolutions per block. Three 2x2 pools take 64x64 down to 8x8 at the
 # last convolution: coarse enough to see whole shapes, fine enough for a useful CAM.
@@ -121,7 +122,8 @@ def fold_batch_norm(trained: keras.Model) -> keras.Model:
     """The same function as ``trained`` (built with batch norm) as a ``build_demo_model`` model.
 
     Inference-mode batch norm is a per-channel affine map, ``y = g * (x - m) / sqrt(v + eps) + b``,
-    so it folds exactly into the preceding bias-free convolution's kernel and a new bias.
+    so it folds exactly into the preceding bias-free convolution's kernel and a new bias
+    (``engine.models.folding``).
 
     Args:
         trained: a model from ``_build(..., batch_norm=True)``.
@@ -130,17 +132,7 @@ def fold_batch_norm(trained: keras.Model) -> keras.Model:
         A new model from ``build_demo_model`` with the folded weights.
     """
     h, w = trained.inputs[0].shape[1:3]
-    folded = build_demo_model((h, w), trained.outputs[0].shape[-1])
-    for layer in folded.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            (kernel,) = trained.get_layer(layer.name).get_weights()
-            bn = trained.get_layer(f"{layer.name}_bn")
-            gamma, beta, mean, var = bn.get_weights()
-            scale = gamma / np.sqrt(var + bn.epsilon)
-            layer.set_weights([kernel * scale, beta - mean * scale])
-        elif isinstance(layer, keras.layers.Dense):
-            layer.set_weights(trained.get_layer(layer.name).get_weights())
-    return folded
+    return folding.fold_batch_norm(trained, build_demo_model((h, w), trained.outputs[0].shape[-1]))
 
 
 def _dihedral_augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

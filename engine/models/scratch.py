@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from engine.models import folding
+
 #: filters of the four Conv2D + MaxPooling blocks, and the head: Dropout, then Dense
 BLOCK_FILTERS = (32, 64, 128, 128)
 DENSE_UNITS = 512
@@ -13,7 +15,7 @@ MIN_UNPADDED = 46
 
 
 def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int = 2,
-                      *, seed: int | None = 0) -> keras.Model:
+                      *, seed: int | None = 0, batch_norm: bool = False) -> keras.Model:
     """Four blocks of a 3x3 Conv2D (32, 64, 128, 128 filters, ReLU) and 2x2 max pooling, then
     Flatten, Dropout 0.5, Dense 512 and a softmax: Chollet's classic small CNN.
 
@@ -30,6 +32,10 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
         input_size: (height, width) of the RGB input, at least 32x32.
         n_classes: number of output classes, at least 2.
         seed: seed of the random initialisation and the dropout (None: a fresh one each call).
+        batch_norm: the network as trained: each convolution without a bias, followed by
+            ``block<n>_conv_bn`` (BatchNormalization) and ``block<n>_relu``. Training then
+            needs far fewer epochs (see ``TRAINED_WITH_BATCH_NORM``); ``fold_batch_norm`` turns
+            it back into the plain network, which computes the same.
 
     Returns:
         An untrained functional model taking (N, h, w, 3) float32 in [0, 1].
@@ -47,8 +53,15 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
     inputs = keras.Input((h, w, 3), name="image")
     x = inputs
     for block, filters in enumerate(BLOCK_FILTERS, start=1):
-        x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu",
-                                kernel_initializer=init, name=f"block{block}_conv")(x)
+        name = f"block{block}_conv"
+        if batch_norm:
+            x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False,
+                                    kernel_initializer=init, name=name)(x)
+            x = keras.layers.BatchNormalization(name=name + folding.BN_SUFFIX)(x)
+            x = keras.layers.ReLU(name=f"block{block}_relu")(x)
+        else:
+            x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu",
+                                    kernel_initializer=init, name=name)(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(DROPOUT, seed=seed, name="dropout")(x)
@@ -57,3 +70,23 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
     outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init,
                                  name="predictions")(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
+
+
+def has_batch_norm(model: keras.Model) -> bool:
+    """Whether ``model`` is a scratch CNN built with ``batch_norm=True``."""
+    return any(layer.name == f"block1_conv{folding.BN_SUFFIX}" for layer in model.layers)
+
+
+def fold_batch_norm(trained: keras.Model) -> keras.Model:
+    """The plain scratch CNN (``batch_norm=False``) computing what ``trained`` (built with
+    ``batch_norm=True``) computes in inference mode: each batch norm folded into the
+    convolution before it. The new model's layers compute in float32, whatever the global
+    dtype policy."""
+    h, w = (int(v) for v in trained.inputs[0].shape[1:3])
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        plain = build_scratch_cnn((h, w), int(trained.outputs[0].shape[-1]), seed=None)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return folding.fold_batch_norm(trained, plain)

@@ -74,7 +74,8 @@ def build_model(config: RunConfig, n_classes: int, *, mixed_precision: bool = Fa
     if config.mode == "scratch":
         size = tuple(config.image_size or SCRATCH_SIZE)
         try:
-            model = build_scratch_cnn(size, n_classes, seed=config.seed)
+            model = build_scratch_cnn(size, n_classes, seed=config.seed,
+                                      batch_norm=config.batch_norm)
         except ValueError as exc:
             raise TrainingError(str(exc)) from exc
         if mixed_precision:

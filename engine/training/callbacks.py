@@ -99,7 +99,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._flush()
         logs = dict(logs or {})
         loss = _float(logs.get("loss"))
-        if self.outcome != "diverged" and not math.isfinite(loss):
+        if self.outcome != "diverged" and _blown_up(loss):
             self._diverged(epoch, None, loss)
         row = {"kind": "epoch", "stage": self.stage, "epoch": epoch, "time": time.time(),
                "seconds": round(time.time() - self._epoch_start, 3), "lr": self._lr(),
@@ -140,7 +140,7 @@ class RunMonitor(keras.callbacks.Callback):
                          "batch": int(batch), "step": self._epoch * self.steps_per_epoch
                          + int(batch) + 1, "time": round(stamp, 3), "loss": _round(loss),
                          "accuracy": _round(accuracy)})
-            if not math.isfinite(loss_mean) and self.outcome != "diverged":
+            if _blown_up(loss_mean) and self.outcome != "diverged":
                 self._diverged(self._epoch, int(batch), loss_mean)
         self._previous = (loss_sum, accuracy_sum, seen)
         if rows:
@@ -158,7 +158,7 @@ class RunMonitor(keras.callbacks.Callback):
         where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
         lr = self._lr()
         suggestion = f" (now {lr:.3g}; try {lr / 10:.3g})" if lr else ""
-        self.message = (f"Training diverged: the loss became {value} at {where}. Start again "
+        self.message = (f"Training diverged: the loss became {value:.3g} at {where}. Start again "
                         f"with a lower learning rate{suggestion}.")
         self.model.stop_training = True
 
@@ -197,6 +197,16 @@ def _save_model(model: keras.Model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
+
+
+#: a loss above this has blown up even where it stays finite: a softmax classifier's cross
+#: entropy is at most -log(1e-7) = 16.1 (Keras clips the probabilities), and batch
+#: normalisation keeps a network with an absurd learning rate from ever reaching inf or NaN
+DIVERGED_LOSS = 1e6
+
+
+def _blown_up(loss: float) -> bool:
+    return not math.isfinite(loss) or loss > DIVERGED_LOSS
 
 
 def _float(value) -> float:

@@ -60,6 +60,9 @@ class RunConfig:
             settle; reduce-LR-on-plateau, when on, replaces it (the learning rate is constant
             until a plateau).
         momentum: SGD's momentum.
+        batch_norm: scratch only: train the classic CNN with batch normalisation after each
+            convolution (Ioffe & Szegedy 2015); the saved model has it folded into the
+            convolutions, so it is the classic network, computing the same.
         augment: augment training images with the settings saved with the data set.
         early_stopping: stop after this many epochs without a better validation loss (0: off).
         reduce_lr: divide the learning rate by ``1 / reduce_lr_factor`` after this many epochs
@@ -93,6 +96,7 @@ class RunConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"
     momentum: float = 0.9
+    batch_norm: bool = True
     augment: bool = True
     early_stopping: int = 0
     reduce_lr: int = 0

@@ -208,8 +208,9 @@ def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> 
     folder = run_dir / runs.CHECKPOINTS
     source = folder / runs.BEST if (folder / runs.BEST).is_file() else folder / runs.LAST
     if source.is_file():
-        shutil.copyfile(source, run_dir / f".{runs.MODEL_FILE}.tmp")
-        os.replace(run_dir / f".{runs.MODEL_FILE}.tmp", run_dir / runs.MODEL_FILE)
+        tmp = run_dir / f".tmp-{runs.MODEL_FILE}"  # Keras saves only to a .keras name
+        _save_final_model(source, tmp)
+        os.replace(tmp, run_dir / runs.MODEL_FILE)
         _write_card(run_dir, config, data, built)
     if source.is_file() and config.evaluate:
         _evaluate(run_dir, data, config)
@@ -224,6 +225,21 @@ def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> 
 
 
 # ------------------------------------------------------------------------------ helpers
+def _save_final_model(checkpoint: Path, out: Path) -> None:
+    """The run's model from its checkpoint: a scratch CNN trained with batch normalisation is
+    saved with it folded into the convolutions (the classic network, the same function); any
+    other model is copied as it is."""
+    import keras
+
+    from engine.models.scratch import fold_batch_norm, has_batch_norm
+
+    model = keras.saving.load_model(checkpoint, compile=False, safe_mode=True)
+    if has_batch_norm(model):
+        fold_batch_norm(model).save(out)
+    else:
+        shutil.copyfile(checkpoint, out)
+
+
 def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None:
     """Compile for a stage of ``steps`` training batches (the cosine schedule spans them)."""
     import keras

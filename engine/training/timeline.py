@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.data.dataset import Dataset, DatasetFile
 from engine.models.explorable import ExplorableModel
+from engine.models.folding import folded_kernel
 from engine.models.layers import CONV_TYPES, iter_layers
 
 TIMELINE = "timeline"
@@ -52,7 +53,9 @@ def first_layer_filters(model: keras.Model) -> np.ndarray | None:
     filters: (kh, kw, c_in, n) float32, or None without a convolution."""
     for ref in iter_layers(model):
         if isinstance(ref.layer, CONV_TYPES) and ref.layer.weights:
-            kernel = np.asarray(ref.layer.weights[0].numpy(), np.float32)
+            # batch norm after it (a scratch CNN while training) folded in: the filters the
+            # saved model will have
+            kernel = folded_kernel(model, ref.layer)
             return kernel[..., :MAX_FILTERS] if kernel.ndim == 4 else None
     return None
 

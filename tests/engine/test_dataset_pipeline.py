@@ -129,6 +129,25 @@ def test_brightness_shifts_every_pixel_by_one_amount_within_the_limit():
     assert len({int(round(d.mean())) for d in deltas}) > 1  # samples differ
 
 
+@pytest.mark.parametrize("setting, mirror", [
+    ("vertical_flip", lambda im: im[::-1]),
+    ("transpose", lambda im: im.transpose(1, 0, 2)),
+])
+def test_vertical_flip_and_diagonal_mirror_give_the_image_or_its_exact_mirror(setting, mirror):
+    image = np.random.default_rng(2).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    out = augment_samples(image, Augmentation(**{setting: True}), n=16, seed=3)
+    same = [np.array_equal(o, image) for o in out]
+    mirrored = [np.array_equal(o, mirror(image)) for o in out]
+    assert all(a or b for a, b in zip(same, mirrored))
+    assert any(same) and any(mirrored)  # half of the time, not always nor never
+
+
+def test_the_diagonal_mirror_leaves_images_that_are_not_square_unchanged():
+    image = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out = augment_samples(image, Augmentation(transpose=True), n=6, seed=3)
+    assert np.array_equal(out, np.stack([image] * 6))
+
+
 def test_every_setting_runs_and_keeps_shape_and_range():
     image = np.asarray(Image.open(io.BytesIO(png((40, 90, 200), (40, 30)))))
     settings = Augmentation(horizontal_flip=True, rotation=30, shear=0.3, zoom=0.2,

@@ -10,6 +10,7 @@ from PIL import Image
 from engine.data.shapes import CLASS_NAMES, make_shapes
 from engine.models.demo import _build, build_demo_model, fold_batch_norm
 from tests.conftest import ROOT
+from tests.engine.training_helpers import random_batch_norm_statistics
 
 ASSETS = ROOT / "assets"
 # Neither the training seed (0) nor the held-out seed (1000) of the card: a fresh measurement.
@@ -78,13 +79,7 @@ def test_build_demo_model_rejects_sizes_that_leave_the_last_conv_under_8x8(input
 def test_folding_batch_norm_keeps_the_function():
     keras.utils.set_random_seed(3)
     trained = _build((64, 64), 6, batch_norm=True)
-    rng = np.random.default_rng(3)
-    # Non-trivial statistics, else folding would be the identity and prove nothing.
-    for layer in trained.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 0.5, c),
-                               rng.normal(0, 0.5, c), rng.uniform(0.2, 3, c)])
+    rng = random_batch_norm_statistics(trained, 3)
     x = rng.uniform(0, 1, (4, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(fold_batch_norm(trained)(x), trained(x, training=False),
                                atol=1e-5)

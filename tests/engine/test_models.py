@@ -19,6 +19,7 @@ from engine.models import loading
 from engine.models.catalogue import CATALOGUE
 from engine.models.preprocessing import preprocess
 from tests.conftest import ROOT, SHARED_WEIGHTS
+from tests.engine.training_helpers import random_batch_norm_statistics
 
 APPLICATIONS = ["vgg16", "vgg19", "resnet50", "mobilenet_1.0", "mobilenet_0.25", "mobilenet_v2",
                 "efficientnet_b0", "inception_v3", "densenet121", "xception"]
@@ -252,6 +253,22 @@ def test_scratch_is_the_classic_cnn():
 def test_scratch_convolutions_are_unpadded_where_four_blocks_fit(side, last_map):
     model = load_model("scratch", n_classes=4, input_size=(side, side)).keras_model
     assert tuple(model.get_layer("block4_pool").output.shape[1:]) == (last_map, last_map, 128)
+
+
+@pytest.mark.parametrize("side", [64, 32])  # unpadded and padded
+def test_scratch_trained_with_batch_norm_folds_into_the_classic_cnn(side):
+    from engine.models.scratch import build_scratch_cnn, fold_batch_norm, has_batch_norm
+
+    trained = build_scratch_cnn((side, side), 3, seed=1, batch_norm=True)
+    assert [type(l).__name__ for l in trained.layers[1:4]] == [
+        "Conv2D", "BatchNormalization", "ReLU"]
+    rng = random_batch_norm_statistics(trained, 1)
+    plain = fold_batch_norm(trained)
+    assert has_batch_norm(trained) and not has_batch_norm(plain)
+    assert [l.name for l in plain.layers] == [
+        l.name for l in build_scratch_cnn((side, side), 3).layers]
+    x = rng.uniform(0, 1, (4, side, side, 3)).astype(np.float32)
+    np.testing.assert_allclose(plain(x), trained(x, training=False), atol=1e-5)
 
 
 def test_demo_model_carries_its_own_class_names():

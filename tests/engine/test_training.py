@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from engine.errors import TrainingError
+from engine.models.scratch import build_scratch_cnn
 from engine.training import (RunConfig, curves, delete_run, list_runs, load_trained, progress,
                              read_metrics, run_status, smooth, stop_run, train, trained_models)
 from engine.training.build import build_model
@@ -150,8 +151,15 @@ def test_best_last_and_final_model_with_its_card(finished, dataset):
     best_epoch = min(_rows(rows, "epoch"), key=lambda r: r["val_loss"])["epoch"]
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
     final = keras.saving.load_model(run_dir / "model.keras", compile=False)
-    for a, b in zip(best.get_weights(), final.get_weights()):
-        np.testing.assert_array_equal(a, b)
+    # Trained with batch norm (the default), saved with it folded in: the classic network's
+    # layers, the best checkpoint's function.
+    assert "block1_conv_bn" in [layer.name for layer in best.layers]
+    assert [layer.name for layer in final.layers] == [
+        layer.name for layer in build_scratch_cnn((32, 32), 6).layers]
+    images, _ = split_arrays(dataset, "test")
+    x = images.astype(np.float32) / 255.0
+    np.testing.assert_allclose(final.predict(x, verbose=0), best.predict(x, verbose=0),
+                               atol=1e-5)
     assert best_epoch in (0, 1)
     card = json.loads((run_dir / "model.json").read_text())
     assert card["classes"] == list(dataset.class_names)
@@ -178,8 +186,14 @@ def test_timeline_has_every_epoch_and_the_filters_of_that_epoch(finished):
     assert start["cams"].shape == (6, 32, 32)
     assert 0.0 <= end["cams"].min() and end["cams"].max() <= 1.0
     np.testing.assert_allclose(end["probs"].sum(axis=1), 1.0, atol=1e-5)
+    # The filters the saved model has: the checkpoint's kernel with its batch norm folded in,
+    # by hand: each filter times gamma / sqrt(moving variance + epsilon).
     last = keras.saving.load_model(run_dir / "checkpoints" / "last.keras", compile=False)
-    np.testing.assert_array_equal(end["filters"], last.get_layer("block1_conv").get_weights()[0])
+    (kernel,) = last.get_layer("block1_conv").get_weights()
+    bn = last.get_layer("block1_conv_bn")
+    gamma, _, _, variance = bn.get_weights()
+    np.testing.assert_allclose(end["filters"], kernel * gamma / np.sqrt(variance + bn.epsilon),
+                               rtol=1e-5, atol=1e-7)
     assert not np.array_equal(start["filters"], end["filters"])  # training changed them
 
 
@@ -225,11 +239,17 @@ def test_stop_ends_the_run_gracefully_keeping_best_and_last(dataset, runs_dir):
     assert run_status(run_dir.name, runs_dir).resumable  # it may go on later
 
 
-def test_a_diverging_run_stops_itself_and_says_to_lower_the_learning_rate(dataset, runs_dir):
-    config = tiny_config(dataset, epochs=5, learning_rate=1e5, probe_images=0)
+@pytest.mark.parametrize("batch_norm, loss_words", [
+    (False, "nan"),  # the plain network's loss overflows
+    (True, "e+"),    # batch norm keeps it finite, but absurdly large
+])
+def test_a_diverging_run_stops_itself_and_says_to_lower_the_learning_rate(
+        dataset, runs_dir, batch_norm, loss_words):
+    config = tiny_config(dataset, epochs=5, learning_rate=1e5, probe_images=0,
+                         batch_norm=batch_norm)
     status = train(create_run(config, runs_dir, launch=False))
     assert status.state == "diverged"
-    assert "lower learning rate" in status.message and "nan" in status.message.lower()
+    assert "lower learning rate" in status.message and loss_words in status.message.lower()
     rows = read_metrics(status.run_id, runs_dir)
     assert len(_rows(rows, "epoch")) == 1  # it did not train on after the NaN
     assert "diverged" in [r["event"] for r in _rows(rows, "event")]
@@ -288,6 +308,17 @@ def test_run_config_defaults_train_the_scratch_model(dataset):
     tuned = RunConfig(dataset=str(dataset.folder), mode="fine_tuning", epochs=3,
                       fine_tune_epochs=2, fine_tune_learning_rate=1e-5)
     assert tuned.total_epochs == 5 and tuned.stages == [(0, 3, 1e-3), (3, 5, 1e-5)]
+
+
+def test_without_batch_norm_the_final_model_is_the_best_checkpoint_as_is(dataset, tmp_path):
+    run_dir = create_run(tiny_config(dataset, epochs=1, batch_norm=False, probe_images=0,
+                                     evaluate=False), tmp_path, launch=False)
+    train(run_dir)
+    best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+    final = keras.saving.load_model(run_dir / "model.keras", compile=False)
+    assert not any("_bn" in layer.name for layer in best.layers)
+    for a, b in zip(best.get_weights(), final.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # ----------------------------------------------------------------------------- continue

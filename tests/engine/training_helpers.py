@@ -15,6 +15,21 @@ N_TRAIN, N_VALIDATION, N_TEST, BATCH = 48, 12, 12, 8
 STEPS = N_TRAIN // BATCH
 
 
+def random_batch_norm_statistics(model, seed: int) -> np.random.Generator:
+    """Give every BatchNormalization layer of ``model`` non-trivial gamma, beta, mean and
+    variance (fresh layers hold 1, 0, 0, 1, where folding them would be the identity and prove
+    nothing). Returns the generator, for drawing test inputs from it."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 0.5, c),
+                               rng.normal(0, 0.5, c), rng.uniform(0.2, 3, c)])
+    return rng
+
+
 def tiny_dataset(dest: Path):
     """The demo shapes at 32x32: 8 training, 2 validation and 2 test images per class."""
     from engine.data import export_demo
