@@ -24,6 +24,10 @@ the same answer), and the load average before and after.
 SmoothGrad and Score-CAM, whose batched passes can run in bfloat16 (``explain(...,
 precision=)``), are timed in each of ``--precisions`` (default float32 and auto) against the
 same reference calls: one row per precision, with the Pearson r of its map to the float32 one.
+Their rows also carry ``floors``, timed in the same loop: the least work any SmoothGrad of 20
+samples must do (20 forward passes and 20 input gradients) done by plain Keras in float32 and
+in bfloat16, and that many multiply-adds at the machine's bfloat16 matrix-multiply rate; each
+with its ratio to tf-keras-vis. A goal below the floors' ratios cannot be met on this machine.
 """
 
 from __future__ import annotations
@@ -142,8 +146,9 @@ class Bench:
                 c_ours[key].append(time.process_time() - cpu)
             for name, (_, fn) in floors.items():
                 start = time.perf_counter()
-                fn()
-                t_floor[name].append(time.perf_counter() - start)
+                seconds = fn()  # a number: a computed time; else the call is timed
+                t_floor[name].append(seconds if isinstance(seconds, float)
+                                     else time.perf_counter() - start)
         if floors:
             reference_s = statistics.median(t_ref)
             extra["floors"] = {name: {
@@ -226,6 +231,12 @@ class Bench:
             f"forward and backward pass of the {samples} noisy images in one batch, input "
             "gradients only; no SmoothGrad of 20 samples does less work", fn)
             for dtype, fn in self._gradient_floors(samples).items()}
+        macs = 2 * samples * _forward_macs(self.net)
+        floors["hardware_bfloat16"] = (
+            f"{macs / 1e9:.0f} G multiply-adds ({samples} forward passes and as many input "
+            "gradients, each as many as the forward) at the rate this machine multiplies "
+            "4096x4096 bfloat16 matrices (timed in the same loop)",
+            lambda: macs / _matmul_rate(tf.bfloat16))
         self._compare("smoothgrad", "tf-keras-vis", ours,
                       lambda: _seeded(0, lambda: vis(self._score(), self.x_net,
                                                      smooth_samples=samples,
@@ -341,6 +352,31 @@ class Bench:
         self._compare("occlusion", "model(x) loop, one pass per patch",
                       self._ours("occlusion", patch=patch, stride=stride, fill="gray"),
                       per_patch_loop, {"patch": patch, "stride": stride}, slow=True)
+
+
+def _forward_macs(net: keras.Model) -> int:
+    """Multiply-adds of one forward pass of a plain convolution / dense network."""
+    total = 0
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, c_in, c_out = layer.kernel.shape
+            h, w = layer.output.shape[1:3]
+            total += kh * kw * c_in * c_out * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def _matmul_rate(dtype, n: int = 4096, repeats: int = 3) -> float:
+    """Multiply-adds per second of an (n, n) @ (n, n) product in ``dtype``: the arithmetic
+    peak the convolutions can at best reach."""
+    a = tf.cast(tf.random.stateless_uniform((n, n), (1, 2)), dtype)
+    product = tf.function(lambda a: tf.matmul(a, a))
+    product(a).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        product(a).numpy()
+    return n ** 3 * repeats / (time.perf_counter() - start)
 
 
 def main() -> None:
