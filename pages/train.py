@@ -92,7 +92,8 @@ def _augmentation_text(dataset) -> str:
     augment = load_augmentation(dataset)
     if augment.is_identity:
         return "none saved for this data set (set it on the Data set page)"
-    parts = [k.replace("_", " ") + ("" if v is True else f" {v:g}")
+    names = {"transpose": "diagonal mirror", "translation": "shift"}  # the Data set page's
+    parts = [names.get(k, k.replace("_", " ")) + ("" if v is True else f" {v:g}")
              for k, v in augment.to_dict().items() if v]
     return ", ".join(parts)
 
