@@ -26,7 +26,10 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
     epochs, this network 0.982 (both at Adam's constant 1e-3, no augmentation), and 0.990 with
     a cosine learning-rate decay and flips and transposes; padded throughout (4x4 maps before
     Flatten, so more position-specific weights) it reached 0.970 with a cosine decay, flips
-    and rotations. ``bench/training.py --accuracy`` measures the default recipe.
+    and rotations. Trained with batch normalisation and no dropout (``batch_norm=True``, what
+    training runs do by default) and both flips and the diagonal mirror, it reaches 0.9970
+    after 6 epochs and 0.9980 after 10 (0.9950 and 0.9973 with dropout as well).
+    ``bench/training.py --accuracy`` measures the default recipe.
 
     Args:
         input_size: (height, width) of the RGB input, at least 32x32.
