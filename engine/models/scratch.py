@@ -77,11 +77,6 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
     return keras.Model(inputs, outputs, name="scratch_cnn")
 
 
-def has_batch_norm(model: keras.Model) -> bool:
-    """Whether ``model`` is a scratch CNN built with ``batch_norm=True``."""
-    return any(layer.name == f"block1_conv{folding.BN_SUFFIX}" for layer in model.layers)
-
-
 def fold_batch_norm(trained: keras.Model) -> keras.Model:
     """The plain scratch CNN (``batch_norm=False``) computing what ``trained`` (built with
     ``batch_norm=True``) computes in inference mode: each batch norm folded into the

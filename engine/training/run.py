@@ -209,7 +209,7 @@ def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> 
     source = folder / runs.BEST if (folder / runs.BEST).is_file() else folder / runs.LAST
     if source.is_file():
         tmp = run_dir / f".tmp-{runs.MODEL_FILE}"  # Keras saves only to a .keras name
-        _save_final_model(source, tmp)
+        _save_final_model(source, tmp, fold=config.mode == "scratch" and config.batch_norm)
         os.replace(tmp, run_dir / runs.MODEL_FILE)
         _write_card(run_dir, config, data, built)
     if source.is_file() and config.evaluate:
@@ -225,19 +225,19 @@ def _finish(run_dir, work_dir, config, data, built, outcome, message, chief) -> 
 
 
 # ------------------------------------------------------------------------------ helpers
-def _save_final_model(checkpoint: Path, out: Path) -> None:
-    """The run's model from its checkpoint: a scratch CNN trained with batch normalisation is
-    saved with it folded into the convolutions (the classic network, the same function); any
-    other model is copied as it is."""
+def _save_final_model(checkpoint: Path, out: Path, *, fold: bool) -> None:
+    """The run's model from its checkpoint: with ``fold`` (a scratch CNN trained with batch
+    normalisation) saved with the batch norm folded into the convolutions, the classic network
+    computing the same; else copied as it is."""
+    if not fold:
+        shutil.copyfile(checkpoint, out)
+        return
     import keras
 
-    from engine.models.scratch import fold_batch_norm, has_batch_norm
+    from engine.models.scratch import fold_batch_norm
 
-    model = keras.saving.load_model(checkpoint, compile=False, safe_mode=True)
-    if has_batch_norm(model):
-        fold_batch_norm(model).save(out)
-    else:
-        shutil.copyfile(checkpoint, out)
+    trained = keras.saving.load_model(checkpoint, compile=False, safe_mode=True)
+    fold_batch_norm(trained).save(out)
 
 
 def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None:
