@@ -10,6 +10,10 @@ from engine.models import folding
 BLOCK_FILTERS = (32, 64, 128, 128)
 DENSE_UNITS = 512
 DROPOUT = 0.5
+#: moving-average momentum of the batch norms while training. Keras' 0.99 needs hundreds of
+#: steps before the statistics inference uses are right: a small data set (120 demo images,
+#: 3 batches an epoch) then showed chance validation accuracy for 20 epochs, 0.5 with 0.9.
+BN_MOMENTUM = 0.9
 #: the smallest input side of unpadded convolutions: 4 blocks leave a 1x1 map at 46-49 pixels
 MIN_UNPADDED = 46
 
@@ -61,7 +65,8 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
         if batch_norm:
             x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False,
                                     kernel_initializer=init, name=name)(x)
-            x = keras.layers.BatchNormalization(name=name + folding.BN_SUFFIX)(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                                name=name + folding.BN_SUFFIX)(x)
             x = keras.layers.ReLU(name=f"block{block}_relu")(x)
         else:
             x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu",
