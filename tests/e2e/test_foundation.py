@@ -28,7 +28,7 @@ def _uploaded_names(page):
 def test_upload_predict_then_model_page(page, server, tmp_path):
     page.goto(server)
     expect(page.get_by_role("heading", name="CNN Explorer", exact=True)).to_be_visible(timeout=LOAD)
-    expect(page.get_by_text("Predictions")).to_be_visible(timeout=LOAD)
+    expect(page.get_by_text("Predictions", exact=True)).to_be_visible(timeout=LOAD)
     _idle(page)
     good = _png(tmp_path / "red <b>square<i>.png", (220, 30, 30))
     bad = tmp_path / "broken.png"

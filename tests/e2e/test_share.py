@@ -95,7 +95,7 @@ def test_a_link_opened_in_another_browser_shows_the_same_view(page, browser, ser
 
 def test_an_upload_survives_a_reload_but_not_the_link(page, browser, server, tmp_path):
     page.goto(server + "/")
-    expect(page.get_by_text("Predictions")).to_be_visible(timeout=LOAD)
+    expect(page.get_by_text("Predictions", exact=True)).to_be_visible(timeout=LOAD)
     wait_idle(page)
     picture = tmp_path / "my holiday.png"
     Image.fromarray(np.full((40, 60, 3), (30, 160, 40), np.uint8)).save(picture)
@@ -109,7 +109,7 @@ def test_an_upload_survives_a_reload_but_not_the_link(page, browser, server, tmp
     screenshot(page, "share_upload_before_reload")
 
     page.reload()
-    expect(page.get_by_text("Predictions")).to_be_visible(timeout=LOAD)
+    expect(page.get_by_text("Predictions", exact=True)).to_be_visible(timeout=LOAD)
     wait_idle(page)
     expect(_images_picker(page)).to_contain_text("my holiday.png", timeout=LOAD)
     expect(page.get_by_text("my holiday.png").first).to_be_visible()
@@ -121,7 +121,7 @@ def test_an_upload_survives_a_reload_but_not_the_link(page, browser, server, tmp
     try:
         friend = other.new_page()
         friend.goto(link)
-        expect(friend.get_by_text("Predictions")).to_be_visible(timeout=LOAD)
+        expect(friend.get_by_text("Predictions", exact=True)).to_be_visible(timeout=LOAD)
         wait_idle(friend)
         expect(_images_picker(friend)).to_contain_text("Shape: star")
         assert "holiday" not in friend.locator("body").inner_text()
