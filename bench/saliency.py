@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from engine.models import load_model  # noqa: E402
+from engine.models.layers import dtype_policy  # noqa: E402
 from engine.saliency import METHODS, explain  # noqa: E402
 from engine.saliency.base import normalize, resize_map  # noqa: E402
 from engine.saliency.graph import resolve_precision  # noqa: E402
@@ -253,12 +254,8 @@ class Bench:
         ).astype(np.float32))
         out = {}
         for dtype in ("float32", "bfloat16"):
-            previous = keras.config.dtype_policy()
-            keras.config.set_dtype_policy(dtype)
-            try:
+            with dtype_policy(dtype):
                 twin = keras.applications.VGG16(weights=None, classifier_activation=None)
-            finally:
-                keras.config.set_dtype_policy(previous)
             twin.set_weights(self.net.get_weights())
 
             @tf.function

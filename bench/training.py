@@ -24,8 +24,8 @@ training, folded on save) on the demo shapes at 64 pixels, 25,716 images split 1
 as the data set's augmentation (``--augmentation``), as on the Data set page; the trained model is
 then scored on 3,000 fresh images from the demo model's held-out seed. Measured here (2 shared
 cores): held-out 0.9970 after 6 epochs (validation 0.9969), 0.9987 after 10 (validation
-0.9995, test 0.9997); with dropout as well, 0.9950 and 0.9973; the classic network without batch norm,
-horizontal flips only, 0.9903 after 10. The demo model: 0.9997 after 6. Prints JSON.
+0.9995, test 0.9997); with dropout as well, 0.9950 and 0.9973; the classic network without
+batch norm, horizontal flips only, 0.9903 after 10. The demo model: 0.9997 after 6. Prints JSON.
 
     python bench/training.py [--images 1200] [--size 64] [--batch 32] [--trials 12]
     python bench/training.py --only-accuracy            # the scratch CNN, default recipe

@@ -8,6 +8,7 @@ path: ``"vgg16/block5_conv3"``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -128,3 +129,15 @@ def inference_arguments(node, tensors: dict) -> tuple[list, dict]:
     if "training" in getattr(node.operation, "_call_context_args", {}):
         kwargs = {**kwargs, "training": False}
     return args, kwargs
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy is ``name`` ("float32", "bfloat16", "mixed_float16", ...) for
+    the layers built inside the block, and what it was before after it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from engine.models import folding
+from engine.models.layers import dtype_policy
 
 #: filters of the four Conv2D + MaxPooling blocks, and the head: Dropout, then Dense
 BLOCK_FILTERS = (32, 64, 128, 128)
@@ -88,10 +89,6 @@ def fold_batch_norm(trained: keras.Model) -> keras.Model:
     convolution before it. The new model's layers compute in float32, whatever the global
     dtype policy."""
     h, w = (int(v) for v in trained.inputs[0].shape[1:3])
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
+    with dtype_policy("float32"):
         plain = build_scratch_cnn((h, w), int(trained.outputs[0].shape[-1]), seed=None)
-    finally:
-        keras.config.set_dtype_policy(previous)
     return folding.fold_batch_norm(trained, plain)
