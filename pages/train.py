@@ -11,7 +11,8 @@ from engine.data import export_demo, list_datasets, load_augmentation
 from engine.models.catalogue import CATALOGUE
 from engine.models.preprocessing import PREPROCESSING_MODES
 from engine.training import (LR_SCHEDULES, MODES, OPTIMIZERS, STRATEGIES, MetricsReader,
-                             RunConfig, curves, delete_run, list_runs, max_runs, progress,
+                             RunConfig, curves, default_learning_rate, delete_run, list_runs,
+                             max_runs, progress,
                              resume_run, run_status, start_run, stop_run, trained_models)
 from engine.jobs import TRAINING
 from engine.training.admission import admission
@@ -214,7 +215,10 @@ def _settings(datasets) -> RunConfig | None:
         batch = cols[0].selectbox("Batch size", BATCH_SIZES, **state.durable("train_batch", 32))
         optimizer = cols[1].selectbox("Optimizer", OPTIMIZERS, **state.durable("train_opt", "adam"))
         lr = float(cols[2].number_input("Learning rate", 1e-8, 1e6, format="%g", step=1e-4,
-                                        **state.durable("train_lr", 1e-3)))
+                                        **state.durable(f"train_lr_{mode}",
+                                                        default_learning_rate(mode)),
+                                        help="Each mode remembers its own. The defaults: 2e-3 "
+                                             "from scratch, 1e-3 otherwise."))
         schedule = cols[3].selectbox("Schedule", list(LR_SCHEDULES), format_func=LR_SCHEDULES.get,
                                      **state.durable("train_schedule", "cosine"),
                                      help="Cosine decay lowers the learning rate smoothly to 0 by "
@@ -258,11 +262,25 @@ def _settings(datasets) -> RunConfig | None:
                                         + ("" if has_gpu else " No GPU was found here."))
             cols[2].number_input("Runs at once (limit)", 1, 16, **state.durable("train_limit",
                                                                                  max_runs()))
+            cols = st.columns(3)
+            warmup = float(cols[0].number_input(
+                "Warm-up (share of the steps)", 0.0, 0.5, step=0.01, format="%g",
+                **state.durable("train_warmup", RunConfig.warmup),
+                help="With cosine decay: the learning rate rises from 0 over this share of "
+                     "each stage's first steps, so the untrained network's large first "
+                     "gradients do not throw it off. 0 is off."))
+            label_smoothing = float(cols[1].number_input(
+                "Label smoothing", 0.0, 0.5, step=0.05, format="%g",
+                **state.durable("train_label_smoothing", RunConfig.label_smoothing),
+                help="Train towards 0.9 for the true class (with 0.1) and the rest shared by "
+                     "the others instead of 1 and 0: the network stops chasing ever more "
+                     "confident answers and generalises better. The loss then levels off "
+                     "above 0. 0 is off."))
     if not st.button("Start", type="primary", icon=":material/play_arrow:", key="train_start"):
         return None
     return RunConfig(dataset=str(dataset.folder), mode=mode, name=name.strip(), epochs=epochs,
                      batch_size=int(batch), optimizer=optimizer, learning_rate=lr,
-                     lr_schedule=schedule,
+                     lr_schedule=schedule, warmup=warmup, label_smoothing=label_smoothing,
                      augment=augment, early_stopping=early, reduce_lr=plateau,
                      validation_split=split, seed=seed, probe_images=probes,
                      strategy=strategy, mixed_precision=bool(mixed), **options)

@@ -138,6 +138,9 @@ def plan(model: ExplorableModel | keras.Model, layer: str | None,
     kind = objective if isinstance(objective, str) else "custom"
     if kind == "class":
         layer = OUTPUT
+    elif not isinstance(layer, str) or not layer:
+        raise InvalidModelError(f"Choose a layer whose filters to visualise (got {layer!r}); "
+                                "only the 'class' objective needs none.")
     n_units = unit_count(model, layer, kind)
     units = list(range(n_units)) if filters is None else [int(f) for f in filters]
     bad = [u for u in units if not 0 <= u < n_units]
@@ -174,7 +177,7 @@ def visualize(model: ExplorableModel | keras.Model, layer: str | None,
     Args:
         model: the model (an ``ExplorableModel``, or a Keras model taking [0, 1] RGB); never
             mutated.
-        layer: layer path; ignored for ``objective="class"``.
+        layer: layer path; ignored for ``objective="class"`` (and may then be ``None``).
         filters: channel (or class) indices; ``None``: all of them.
         objective: ``"channel"`` (mean activation of the filter's map), ``"neuron"`` (the
             filter at the centre position), ``"class"`` (the logit before the softmax, from a

@@ -32,6 +32,11 @@ STRATEGIES = {
     "multi_worker": "MultiWorkerMirroredStrategy: several machines (set TF_CONFIG)",
 }
 CONFIG_FILE = "config.json"
+#: mode -> the learning rate a run gets when none is given. From scratch: on the demo shapes
+#: (6 epochs, batch norm, warm-up, label smoothing) 2e-3 made 32 errors in 3,000 held-out
+#: images after 2 epochs and 1 after 6, 1e-3 made 103 after 2.
+DEFAULT_LEARNING_RATES = {"scratch": 2e-3}
+DEFAULT_LEARNING_RATE = 1e-3
 
 
 @dataclass
@@ -54,11 +59,21 @@ class RunConfig:
         epochs: epochs of training (of stage 1 when fine-tuning).
         batch_size: images per step (across all devices).
         optimizer: one of ``OPTIMIZERS``.
-        learning_rate: of the optimizer (of stage 1 when fine-tuning).
+        learning_rate: of the optimizer (of stage 1 when fine-tuning); ``None``: the mode's
+            ``DEFAULT_LEARNING_RATES`` (2e-3 from scratch, where batch norm, warm-up and label
+            smoothing let Adam take larger steps; 1e-3 otherwise).
         lr_schedule: a key of ``LR_SCHEDULES``. Cosine decay (Loshchilov & Hutter 2017,
             without restarts) ends each stage at a learning rate near 0, where the weights
             settle; reduce-LR-on-plateau, when on, replaces it (the learning rate is constant
             until a plateau).
+        warmup: cosine schedule only: the share of each stage's steps over which the learning
+            rate rises linearly from 0 to ``learning_rate`` before the cosine decay (Goyal et
+            al. 2017): the first steps, with untrained batch statistics and large gradients,
+            then do not throw the weights far off.
+        label_smoothing: train towards ``1 - label_smoothing`` for the true class and the rest
+            shared by the others (Szegedy et al. 2016), instead of one-hot targets: the
+            network stops pushing confident logits further, and generalises better. The loss
+            curves then level off above 0 (at about 0.45 for 6 classes and 0.1).
         momentum: SGD's momentum.
         batch_norm: scratch only: train the classic CNN with batch normalisation after each
             convolution (Ioffe & Szegedy 2015); the saved model has it folded into the
@@ -93,8 +108,10 @@ class RunConfig:
     epochs: int = 10
     batch_size: int = 32
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     lr_schedule: str = "cosine"
+    warmup: float = 0.05
+    label_smoothing: float = 0.1
     momentum: float = 0.9
     batch_norm: bool = True
     augment: bool = True
@@ -116,6 +133,8 @@ class RunConfig:
         if self.image_size is not None:
             self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.dataset = os.fspath(self.dataset)
+        if self.learning_rate is None:
+            self.learning_rate = default_learning_rate(self.mode)
         if self.init_model is not None:
             self.init_model = os.fspath(self.init_model)
 
@@ -145,6 +164,12 @@ class RunConfig:
             _positive_int("fine-tuning epochs", self.fine_tune_epochs, 10_000)
             _positive_int("layers to unfreeze", self.fine_tune_layers, 100_000)
             _rate("fine-tuning learning rate", self.fine_tune_learning_rate)
+        if not 0 <= self.warmup < 1:
+            raise TrainingError(f"The warm-up share must be in [0, 1) (e.g. 0.05 for 5 % of the "
+                                f"steps), got {self.warmup}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise TrainingError(f"The label smoothing must be in [0, 1) (e.g. 0.1), got "
+                                f"{self.label_smoothing}.")
         if not 0 <= self.momentum < 1:
             raise TrainingError(f"The momentum must be in [0, 1), got {self.momentum}.")
         if not 0 < self.validation_split < 1:
@@ -204,6 +229,11 @@ class RunConfig:
         if "dataset" not in data:
             raise TrainingError("The training settings need 'dataset': the data set folder.")
         return cls(**data)
+
+
+def default_learning_rate(mode: str) -> float:
+    """The learning rate of a ``mode`` run when the settings give none."""
+    return DEFAULT_LEARNING_RATES.get(mode, DEFAULT_LEARNING_RATE)
 
 
 def save_config(config: RunConfig, path: str | os.PathLike) -> None:

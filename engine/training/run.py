@@ -142,6 +142,7 @@ def _train(run_dir: Path, strategy) -> runs.RunStatus:
                     preprocessing=built.preprocessing, channels=built.channels)
     train_ds = input_pipeline(data, data.train, augment=augment, seed=config.seed, **pipeline)
     val_ds = input_pipeline(data, data.validation, shuffle=False, **pipeline)
+    train_ds, val_ds = (_one_hot(ds, len(data.class_names)) for ds in (train_ds, val_ds))
     timeline = _timeline(work_dir, model, config, data, built) if config.probe_images else None
     if timeline is not None and not timeline.has(0):
         timeline.snapshot(0)
@@ -240,6 +241,15 @@ def _save_final_model(checkpoint: Path, out: Path, *, fold: bool) -> None:
     fold_batch_norm(trained).save(out)
 
 
+def _one_hot(dataset, n_classes: int):
+    """The batches with one-hot labels, as the (label-smoothing) categorical cross-entropy
+    takes them."""
+    import tensorflow as tf
+
+    return dataset.map(lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), n_classes)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None:
     """Compile for a stage of ``steps`` training batches (the cosine schedule spans them)."""
     import keras
@@ -247,7 +257,10 @@ def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None
     from engine.models.explorable import _output_activation
 
     if config.lr_schedule == "cosine" and not config.reduce_lr:
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+        warmup = min(int(round(config.warmup * steps)), steps - 1)
+        learning_rate = (keras.optimizers.schedules.CosineDecay(
+            0.0, steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
+            if warmup > 0 else keras.optimizers.schedules.CosineDecay(learning_rate, steps))
     optimizers = {
         "adam": lambda: keras.optimizers.Adam(learning_rate),
         "adamw": lambda: keras.optimizers.AdamW(learning_rate),
@@ -256,7 +269,8 @@ def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None
     }
     from_logits = _output_activation(model) != "softmax"
     model.compile(optimizer=optimizers[config.optimizer](),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+                  loss=keras.losses.CategoricalCrossentropy(
+                      from_logits=from_logits, label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
 
 

@@ -287,3 +287,5 @@ def test_bad_layer_and_filter_are_refused(demo):
         visualize(demo, "nope", [0], steps=1, size=32)
     with pytest.raises(ValueError, match="Filter 16 does not exist"):
         visualize(demo, "block1_conv1", [16], steps=1, size=32)
+    with pytest.raises(InvalidModelError, match="Choose a layer"):
+        visualize(demo, None, [0], steps=1, size=32)

@@ -12,6 +12,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from engine.errors import InvalidModelError, WeightsUnavailableError
 from engine.models import list_models, load_model, load_model_file, predict
@@ -245,17 +246,22 @@ def test_scratch_is_the_classic_cnn():
     assert model.input_size == (64, 64)
 
 
-@pytest.mark.parametrize("side, last_map", [
-    (64, 2),  # unpadded 3x3 convolutions: 64 -> 62 -> 31 -> 29 -> 14 -> 12 -> 6 -> 4 -> 2
-    (46, 1),  # 46 -> 44 -> 22 -> 20 -> 10 -> 8 -> 4 -> 2 -> 1: the smallest unpadded input
-    (32, 2),  # too small for four unpadded blocks: padded, 32 -> 16 -> 8 -> 4 -> 2
-])
-def test_scratch_convolutions_are_unpadded_where_four_blocks_fit(side, last_map):
+@pytest.mark.parametrize("side, last_map", [(64, 4), (32, 2), (128, 8)])
+def test_scratch_convolutions_are_padded_so_every_pixel_reaches_the_head(side, last_map):
     model = load_model("scratch", n_classes=4, input_size=(side, side)).keras_model
     assert tuple(model.get_layer("block4_pool").output.shape[1:]) == (last_map, last_map, 128)
+    # every input pixel, edges and corners too, moves the flattened features (unpadded
+    # convolutions at 64 pixels left the last two rows and columns out altogether)
+    x = tf.Variable(np.random.default_rng(0).uniform(0, 1, (1, side, side, 3)), dtype="float32")
+    features = keras.Model(model.inputs, model.get_layer("flatten").output)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(features(x) ** 2)
+    reach = np.abs(tape.gradient(total, x).numpy()[0]).sum(-1)
+    assert reach[[0, -1, 0, -1], [0, 0, -1, -1]].min() > 0
+    assert reach.sum(1).min() > 0 and reach.sum(0).min() > 0
 
 
-@pytest.mark.parametrize("side", [64, 32])  # unpadded and padded
+@pytest.mark.parametrize("side", [64, 32])
 def test_scratch_trained_with_batch_norm_folds_into_the_classic_cnn(side):
     from engine.models.scratch import build_scratch_cnn, fold_batch_norm
 

@@ -68,6 +68,7 @@ def test_start_launches_a_background_run_with_the_chosen_settings(app, demo_set,
     assert (config["epochs"], config["batch_size"], config["mode"]) == (2, 8, "scratch")
     assert config["lr_schedule"] == "cosine"  # the default
     assert config["batch_norm"] is True  # the default: trained with it, saved folded
+    assert (config["warmup"], config["label_smoothing"]) == (0.05, 0.1)  # the defaults
     assert config["image_size"] == [32, 32]  # suggested from the data set's images
     assert config["dataset"] == str(demo_set.folder)
     # The run goes on in its own process; the page follows it.
