@@ -17,7 +17,6 @@ DROPOUT = 0.5
 BN_MOMENTUM = 0.9
 
 
-
 def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int = 2,
                       *, seed: int | None = 0, batch_norm: bool = False) -> keras.Model:
     """Four blocks of a 3x3 Conv2D (32, 64, 128, 128 filters, ReLU) and 2x2 max pooling, then
