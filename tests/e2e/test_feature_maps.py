@@ -30,8 +30,8 @@ def test_open_a_layer_and_a_channel_from_a_deep_link(page, fresh_server):
     # one marker per tile.
     page.wait_for_function(f"() => ({GRID_JS})() === 128", timeout=LOAD)
 
-    _choose(page, "Block", "Block 2 · 61×61")
-    expect(page.get_by_text(re.compile(r"block2_conv · Conv2D · output 61 × 61 × 64"))
+    _choose(page, "Block", "Block 2 · 64×64")
+    expect(page.get_by_text(re.compile(r"block2_conv · Conv2D · output 64 × 64 × 64"))
            ).to_be_visible(timeout=LOAD)
     page.wait_for_function(f"() => ({GRID_JS})() === 64", timeout=LOAD)
 

@@ -57,7 +57,7 @@ def test_a_link_opened_in_another_browser_shows_the_same_view(page, browser, ser
     wait_idle(page)
     choose_scratch_model(page)
     choose(page, "Image", "Photo: Cat (Chelsea)")
-    choose(page, "Block", "Block 3 · 28×28")
+    choose(page, "Block", "Block 3 · 32×32")
     channel = _channel(page)
     channel.fill("7")
     channel.press("Enter")

@@ -104,16 +104,22 @@ def pixel_ceiling(model, layer: str, size: int, units, steps: int = 600) -> np.n
     return best
 
 
-def test_scratch_filters_silent_on_the_start_reach_ten_times_it(scratch):
+def test_scratch_filters_silent_on_the_start_come_alive(scratch):
     # The untrained scratch CNN has no biases and takes [0, 1] pixels: on the grey start a
-    # filter either is silent (these two) or already gives a large share of its maximum (below).
-    layer, units = "block3_conv", [1, 5]
-    start = visualize(scratch, layer, units, steps=0, size=SIZE)
-    result = visualize(scratch, layer, units, steps=2 * STEPS, size=SIZE)
+    # filter either is silent (the first two such filters of block 3, found here) or already
+    # gives a large share of its maximum (below). Without transforms, 64 steps take the silent
+    # ones to 0.38 and 0.24 of what unconstrained pixel ascent reaches in 600 (measured).
+    layer = "block3_conv"
+    grey = visualize(scratch, layer, None, steps=0, size=SIZE)
+    start_means = reference_channel_means(scratch, layer, grey.images, grey.units)
+    units = [int(u) for u in grey.units[start_means == 0][:2]]
+    assert len(units) == 2, start_means
+    still = dict(jitter=0, scale=0.0, rotate=0.0)
+    result = visualize(scratch, layer, units, steps=2 * STEPS, size=SIZE, **still)
     achieved = reference_channel_means(scratch, layer, result.images, units)
-    initial = reference_channel_means(scratch, layer, start.images, units)
-    assert np.all(achieved >= 10 * initial), (achieved, initial)
     assert np.all(achieved > 0.01), achieved
+    ceiling = pixel_ceiling(scratch, layer, SIZE, units)
+    assert np.all(achieved > 0.15 * ceiling), (achieved, ceiling)
 
 
 def test_ten_times_the_start_is_out_of_reach_for_filters_that_fire_on_grey(scratch):
@@ -127,7 +133,9 @@ def test_ten_times_the_start_is_out_of_reach_for_filters_that_fire_on_grey(scrat
     most = np.maximum(np.maximum(kernel, 0).sum(axis=(0, 1, 2)) + bias, 0)
     np.testing.assert_allclose(initial, np.maximum(kernel.sum(axis=(0, 1, 2)) / 2 + bias, 0),
                                atol=0.01)
-    fires = initial > 0
+    # Zero padding lets edge positions of filters with a negative sum fire a little too: "fires
+    # on grey" means the interior value, relu(sum(w) / 2 + b), by hand.
+    fires = kernel.sum(axis=(0, 1, 2)) / 2 + bias > 0
     out_of_reach = fires & (most < 10 * initial)
     # For most of the filters that fire on grey (11 of 14 here), no image gets to 10x.
     assert out_of_reach.sum() > fires.sum() / 2, (most[fires], initial[fires])

@@ -335,9 +335,12 @@ def test_conv_arithmetic_of_a_real_model_matches_its_feature_map(scratch, photos
     arith = conv_arithmetic(layer, maps[features.input_key("block2_conv")][0], row, col, channel)
     assert arith.value == pytest.approx(float(value_map[row, col, channel]), rel=1e-4)
     assert arith.patch.shape == (3, 3, 32) and arith.activation == "relu"
-    # The patch is the input under the window (valid padding: rows row..row+2).
-    np.testing.assert_array_equal(
-        arith.patch, maps[features.input_key("block2_conv")][0][row:row + 3, col:col + 3])
+    # The patch is the input under the window ("same" padding: rows row-1..row+1 of the input
+    # with a ring of zeros around it).
+    padded = np.pad(maps[features.input_key("block2_conv")][0], ((1, 1), (1, 1), (0, 0)))
+    np.testing.assert_array_equal(arith.patch, padded[row:row + 3, col:col + 3])
+    assert arith.inside.all() == (0 < row < value_map.shape[0] - 1
+                                  and 0 < col < value_map.shape[1] - 1)
 
 
 def test_conv_arithmetic_marks_the_zero_padding(rng):
