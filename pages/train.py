@@ -53,6 +53,9 @@ few fixed images (Grad-CAM, red = important) and what its first filters look lik
 IMAGE_SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
 BATCH_SIZES = [8, 16, 32, 64, 128, 256]
 DEMO_SIZES = [120, 600, 3000, 18000]
+#: the demo data set offered first: the smallest the scratch CNN learns from in 10 epochs
+#: (13 % held-out errors at 3,000 images, 79 % at 600 where chance makes 83 %)
+DEMO_DEFAULT = 3000
 STATE_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/play_circle:",
                "stopping": ":material/pause_circle:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "diverged": ":material/error:",
@@ -124,10 +127,13 @@ def _version(path: Path) -> float:
 # -------------------------------------------------------------------------- demo data set
 def _demo_creator(key: str) -> None:
     cols = st.columns([2, 2, 3])
-    n = cols[0].selectbox("Images", DEMO_SIZES, index=1, key=f"{key}_n")
+    n = cols[0].selectbox("Images", DEMO_SIZES, index=DEMO_SIZES.index(DEMO_DEFAULT),
+                          key=f"{key}_n")
     side = cols[1].selectbox("Size (pixels)", [32, 64], index=1, key=f"{key}_side")
     cols[2].caption("Six shape classes, split 70/15/15 into train, validation and test. "
-                    "18,000 images of 64 pixels is what the bundled demo model was trained on.")
+                    "From scratch with the default settings (10 epochs, 64 pixels), 600 "
+                    "images stay near chance, 3,000 reach about 87 % in some 3 minutes on two "
+                    "CPU cores, and 18,000 (what the bundled demo model was trained on) 99.97 %.")
     if st.button("Create the demo data set", key=f"{key}_go", icon=":material/add:"):
         with shown_errors("The demo data set was not created: "):
             with st.spinner("Drawing shapes..."):

@@ -53,6 +53,8 @@ def test_without_a_data_set_the_page_offers_the_demo_set(app):
     at = _train_page(app)
     assert "What am I looking at?" in [e.label for e in at.expander]
     assert "Create the demo data set" in [b.label for b in at.button]
+    # 3,000 images, not 600: from scratch, 600 stay near chance after 10 epochs.
+    assert next(s for s in at.selectbox if s.label == "Images").value == 3000
     assert not at.get("plotly_chart")
 
 
