@@ -239,11 +239,13 @@ with st.expander("Import a data set", expanded=not stored, icon=":material/uploa
         side = cols[1].select_slider("Size (pixels)", [32, 64, 96, 128], value=64,
                                      key="dataset_demo_side")
         st.caption("Six shape classes on cluttered backgrounds (the demo model's data), split "
-                   "70/15/15 into train, validation and test; each object's box is kept.")
+                   "70/15/15 into train, validation and test; each object's box is kept. "
+                   "Augmentation starts as both flips and the diagonal mirror.")
         if st.button("Create the demo data set", key="dataset_demo_go"):
             with shown_errors("The demo data set was not created: "):
-                ds = _progress_import(lambda cb: export_demo(folder, n, size=side, callback=cb),
-                                      "Drawing shapes...")
+                ds = _progress_import(
+                    lambda cb: export_demo(folder, n, size=side, callback=cb, mirrors=True),
+                    "Drawing shapes...")
                 _chose(ds)
 
 stored = list_datasets(folder)

@@ -102,6 +102,24 @@ def test_unknown_or_empty_split_is_a_clear_error(demo, tmp_path):
 
 
 # ---------------------------------------------------------------------------- augmentation
+def test_the_demo_set_can_come_with_its_mirrors(tmp_path):
+    mirrored = export_demo(tmp_path / "a", n=36, size=16, mirrors=True)
+    assert load_augmentation(mirrored) == Augmentation(horizontal_flip=True, vertical_flip=True,
+                                                       transpose=True)
+    assert load_augmentation(export_demo(tmp_path / "b", n=36, size=16)) == Augmentation()
+    # Every training image comes back as one of the eight symmetries of the square.
+    plain, _ = _all(tf_dataset(mirrored, "train", (16, 16), 36))
+    augmented, _ = _all(tf_dataset(mirrored, "train", (16, 16), 36, augment=True))
+    for a, b in zip(plain, augmented):
+        views = [np.rot90(v, k) for v in (a, a.transpose(1, 0, 2)) for k in range(4)]
+        assert any(np.allclose(v, b, atol=1e-3) for v in views)
+    assert any(not np.allclose(a, b, atol=1e-3) for a, b in zip(plain, augmented))
+    # A set that exists keeps what was saved with it.
+    save_augmentation(mirrored, Augmentation())
+    again = export_demo(tmp_path / "a", n=36, size=16, mirrors=True)
+    assert load_augmentation(again) == Augmentation()
+
+
 def test_saved_settings_are_what_training_uses(demo, tmp_path):
     assert load_augmentation(demo) == Augmentation()
     save_augmentation(demo, Augmentation(horizontal_flip=True))

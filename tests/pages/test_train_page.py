@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.data import export_demo
+from engine.data import Augmentation, export_demo, list_datasets, load_augmentation
 from engine.training import list_runs, run_status, stop_run, train
 from engine.training.runs import create_run
 from tests.engine.training_helpers import tiny_config, wait_for
@@ -56,6 +56,19 @@ def test_without_a_data_set_the_page_offers_the_demo_set(app):
     # 3,000 images, not 600: from scratch, 600 stay near chance after 10 epochs.
     assert next(s for s in at.selectbox if s.label == "Images").value == 3000
     assert not at.get("plotly_chart")
+
+
+def test_the_demo_set_made_here_is_augmented_with_its_mirrors(app, app_home):
+    at = _train_page(app)
+    at.selectbox(key="train_demo_n").select(120)
+    at.selectbox(key="train_demo_side").select(32)
+    next(b for b in at.button if b.label == "Create the demo data set").click().run()
+    assert not at.exception
+    (made,) = list_datasets(app_home / "datasets")
+    assert len(made.files) == 120
+    assert load_augmentation(made) == Augmentation(horizontal_flip=True, vertical_flip=True,
+                                                   transpose=True)
+    assert "Batch normalisation while training" in [t.label for t in at.toggle]
 
 
 def test_start_launches_a_background_run_with_the_chosen_settings(app, demo_set, runs):
