@@ -51,7 +51,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine.data import Augmentation, export_demo, save_augmentation  # noqa: E402
+from engine.data import MIRRORS, Augmentation, export_demo, save_augmentation  # noqa: E402
 from engine.data.pipeline import tf_dataset  # noqa: E402
 from engine.data.shapes import make_shapes  # noqa: E402
 from engine.models.catalogue import demo_model_card  # noqa: E402
@@ -222,8 +222,7 @@ EXTRA_HELDOUT = (2000, 6000)
 #: what --accuracy saves with the demo shapes, as the Data set page would (every class is
 #: closed under flips and rotations). "mirrors": both flips and the diagonal mirror, every
 #: quarter turn and mirror of the square, what the demo model was trained with.
-AUGMENTATIONS = {"mirrors": Augmentation(horizontal_flip=True, vertical_flip=True,
-                                         transpose=True),
+AUGMENTATIONS = {"mirrors": MIRRORS,
                  "flip+rotation": Augmentation(horizontal_flip=True, rotation=180.0),
                  "flip": Augmentation(horizontal_flip=True), "none": Augmentation()}
 

@@ -14,6 +14,7 @@ from engine.data.dataset import (
     open_dataset,
 )
 from engine.data.pipeline import (
+    MIRRORS,
     Augmentation,
     augment_samples,
     augmentation_layers,
@@ -40,6 +41,7 @@ __all__ = [
     "write_sample_images",
     # data sets on disk
     "Augmentation",
+    "MIRRORS",
     "Dataset",
     "DatasetFile",
     "DatasetReport",

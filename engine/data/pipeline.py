@@ -88,6 +88,10 @@ class Augmentation:
         return cls(**values)
 
 
+#: both flips and the diagonal mirror: every quarter turn and mirror of the square, the
+#: symmetries that keep a shape's class (the demo data set's augmentation)
+MIRRORS = Augmentation(horizontal_flip=True, vertical_flip=True, transpose=True)
+
 def augmentation_layers(augment: Augmentation, seed: int | None = None):
     """The settings as a ``keras.Sequential`` of Keras 3 preprocessing layers.
 
