@@ -248,20 +248,21 @@ def accuracy(data_dir: Path, work: Path, n_images: int, epochs: int | None,
     trained_s = time.perf_counter() - start
     rows = [r for r in read_metrics(run_dir.name, work / "runs") if r["kind"] == "epoch"]
     model = load_trained(run_dir)
-    heldout_accuracy = float((model.probabilities(heldout.images, batch_size=256).argmax(1)
-                              == heldout.labels).mean())
     # Both networks on the same images, errors counted: the 3,000 of the demo card, 6,000 more
-    # from another unseen seed, and the data set's own test split (never trained on by either).
+    # from another unseen seed, and the data set's own test split (never trained on by either;
+    # its 0-255 float pixels go in as they are, ``prepare`` takes them).
     extra = make_shapes(EXTRA_HELDOUT[1], size=size, seed=EXTRA_HELDOUT[0])
     test = [(np.asarray(x), np.asarray(y)) for x, y in
             tf_dataset(dataset, "test", (size, size), 256, shuffle=False)]
-    sets = {f"heldout_seed_{card['heldout_seed']}": (heldout.images, heldout.labels),
+    card_set = f"heldout_seed_{card['heldout_seed']}"
+    sets = {card_set: (heldout.images, heldout.labels),
             f"heldout_seed_{EXTRA_HELDOUT[0]}": (extra.images, extra.labels),
-            "test_split": (np.clip(np.rint(np.concatenate([x for x, _ in test])), 0, 255)
-                           .astype(np.uint8), np.concatenate([y for _, y in test]))}
+            "test_split": (np.concatenate([x for x, _ in test]),
+                           np.concatenate([y for _, y in test]))}
     errors = {name: {set_name: int((m.probabilities(x, batch_size=256).argmax(1) != y).sum())
                      for set_name, (x, y) in sets.items()}
               for name, m in (("scratch_cnn", model), ("demo_model", load_model("demo")))}
+    heldout_accuracy = 1.0 - errors["scratch_cnn"][card_set] / len(heldout)
     settings = {k: v for k, v in config.to_dict().items()
                 if k in ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule",
                          "warmup", "label_smoothing", "batch_norm", "augment", "image_size",

@@ -226,8 +226,8 @@ def _settings(datasets) -> RunConfig | None:
         lr = float(cols[2].number_input("Learning rate", 1e-8, 1e6, format="%g", step=1e-4,
                                         **state.durable(f"train_lr_{mode}",
                                                         default_learning_rate(mode)),
-                                        help="Each mode remembers its own. The defaults: 2e-3 "
-                                             "from scratch, 1e-3 otherwise."))
+                                        help="Each mode remembers its own; this mode's "
+                                             f"default is {default_learning_rate(mode):g}."))
         schedule = cols[3].selectbox("Schedule", list(LR_SCHEDULES), format_func=LR_SCHEDULES.get,
                                      **state.durable("train_schedule", "cosine"),
                                      help="Cosine decay lowers the learning rate smoothly to 0 by "

@@ -92,6 +92,7 @@ class Augmentation:
 #: symmetries that keep a shape's class (the demo data set's augmentation)
 MIRRORS = Augmentation(horizontal_flip=True, vertical_flip=True, transpose=True)
 
+
 def augmentation_layers(augment: Augmentation, seed: int | None = None):
     """The settings as a ``keras.Sequential`` of Keras 3 preprocessing layers.
 
