@@ -1,4 +1,6 @@
-"""Real headless Chromium against a real Streamlit server (recipe: ../shared/E2E.md)."""
+"""Real headless Chromium (Playwright; ``CHROMIUM_PATH``, else the ``chromium`` on the PATH)
+against a real Streamlit server that each test starts on a free loopback port with its own
+app home."""
 
 from __future__ import annotations
 
@@ -46,11 +48,13 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def run_streamlit(home: Path):
-    """A fresh Streamlit server on a free loopback port; yields its URL."""
+    """A fresh Streamlit server on a free loopback port whose app home (data sets, runs,
+    uploads, caches) is ``home / "app_home"``; yields its URL."""
     port = _free_port()
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / "server.log"
-    env = {**os.environ, "CNN_EXPLORER_HOME": str(home / "app_home")}
+    env = {k: v for k, v in os.environ.items() if k != "CNN_EXPLORER_RUNS"}  # runs: in the home
+    env["CNN_EXPLORER_HOME"] = str(home / "app_home")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -80,18 +84,20 @@ def run_streamlit(home: Path):
                 proc.kill()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """One server shared by the journey tests."""
-    with run_streamlit(tmp_path_factory.mktemp("server")) as url:
+@pytest.fixture
+def server(tmp_path):
+    """This test's own server, with its own app home ``tmp_path / "app_home"``: no test sees
+    another's data sets, runs, uploads or caches, whatever the order the tests run in (a
+    shared server let one test's data set fold another's import section)."""
+    with run_streamlit(tmp_path) as url:
         yield url
 
 
 @pytest.fixture
-def fresh_server(tmp_path):
-    """A server nobody has visited yet (for first-request deep links)."""
-    with run_streamlit(tmp_path) as url:
-        yield url
+def fresh_server(server):
+    """The same server, named for the tests whose first request must be the server's first
+    (deep links): nobody has visited it yet."""
+    return server
 
 
 def screenshot(page, name: str) -> Path:

@@ -12,6 +12,16 @@ from tests.engine.dataset_helpers import make_zip, shape_png
 from ui.sidebar import PAGES
 
 
+def _upload_zip(page, path) -> None:
+    """Choose ``path`` in the main area's zip uploader, unfolding the import section first
+    when data sets exist already (its expander's summary: other texts may say "Import")."""
+    uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploader"]')
+    if not uploader.is_visible():
+        page.locator('[data-testid="stMain"] [data-testid="stExpander"] summary',
+                     has_text="Import a data set").click()
+    with page.expect_file_chooser() as chooser:
+        uploader.locator("[data-testid=stBaseButton-secondary]").click()
+    chooser.value.set_files(str(path))
 
 
 def _leaky_zip(path):
@@ -38,12 +48,7 @@ def test_upload_a_zip_and_see_the_report_and_the_leak_pair(page, server, tmp_pat
     page.goto(server + "/dataset")
     expect(page.get_by_role("heading", name="Data set", exact=True)).to_be_visible(timeout=LOAD)
     _idle(page)
-    uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploader"]')
-    if not uploader.is_visible():  # data sets exist already: the import section is folded
-        page.get_by_text("Import a data set").click()
-    with page.expect_file_chooser() as chooser:
-        uploader.locator("[data-testid=stBaseButton-secondary]").click()
-    chooser.value.set_files(str(_leaky_zip(tmp_path / "pets.zip")))
+    _upload_zip(page, _leaky_zip(tmp_path / "pets.zip"))
 
     leaks = page.locator('[data-testid="stMetric"]', has_text="Leaks across splits")
     expect(leaks).to_contain_text("1", timeout=LOAD)
@@ -70,12 +75,7 @@ def test_a_zip_bomb_is_refused_with_a_sentence(page, server, tmp_path):
     page.goto(server + "/dataset")
     expect(page.get_by_role("heading", name="Data set", exact=True)).to_be_visible(timeout=LOAD)
     _idle(page)
-    uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploader"]')
-    if not uploader.is_visible():
-        page.get_by_text("Import a data set").click()
-    with page.expect_file_chooser() as chooser:
-        uploader.locator("[data-testid=stBaseButton-secondary]").click()
-    chooser.value.set_files(str(bomb))
+    _upload_zip(page, bomb)
     expect(page.get_by_text(re.compile(r"The zip was not imported: .*zip bomb"))).to_be_visible(
         timeout=LOAD)
     _idle(page)

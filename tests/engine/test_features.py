@@ -81,8 +81,8 @@ def test_scratch_model_from_rgb_images_of_any_size_equals_keras(scratch, photos)
 def test_keras_application_with_random_weights_equals_keras(photos):
     model = load_model("mobilenet_0.25", weights=None)
     # Keras numbers auto-named layers per process ("global_average_pooling2d_3"): find it by type.
-    gap = next(l.name for l in model.keras_model.layers
-               if isinstance(l, keras.layers.GlobalAveragePooling2D))
+    gap = next(layer.name for layer in model.keras_model.layers
+               if isinstance(layer, keras.layers.GlobalAveragePooling2D))
     layers = ["conv1", "conv1_relu", "conv_dw_5", "conv_pw_13_relu", gap, "predictions"]
     maps = features.feature_maps(model, photos[:1], layers)
     x = _network_input(model, photos[:1])
@@ -195,7 +195,7 @@ def test_many_layers_come_from_one_forward_pass_and_one_trace(rng):
     assert float(counter.runs.numpy()) == 1.0
     features.feature_maps(network, images, ["a", "b", "p", "d"])
     assert float(counter.runs.numpy()) == 2.0
-    (extractor,) = features._extractors[network].values()
+    (extractor,) = features._extractors.of(network).values()
     assert extractor.function.experimental_get_tracing_count() == 1
 
 

@@ -19,7 +19,7 @@ from engine.models import list_models, load_model, load_model_file, predict
 from engine.models import loading
 from engine.models.catalogue import CATALOGUE
 from engine.models.preprocessing import preprocess
-from tests.conftest import ROOT, SHARED_WEIGHTS
+from tests.conftest import ROOT
 from tests.engine.training_helpers import random_batch_norm_statistics
 
 APPLICATIONS = ["vgg16", "vgg19", "resnet50", "mobilenet_1.0", "mobilenet_0.25", "mobilenet_v2",
@@ -100,14 +100,12 @@ def test_weights_file_that_does_not_fit_is_refused(tmp_path):
         load_model("mobilenet_0.25", weights=tmp_path / "missing.h5")
 
 
-@pytest.mark.skipif(not (SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5").exists(),
-                    reason="../shared/weights is not present")
-def test_real_imagenet_weights_through_the_keras_cache(tmp_path):
+def test_real_imagenet_weights_through_the_keras_cache(tmp_path, mobilenet_weights):
     """A temporary KERAS_HOME seeded like an online user's cache: the real weights="imagenet"
     path, in a fresh interpreter because Keras reads KERAS_HOME when it is imported."""
     models = tmp_path / "models"
     models.mkdir()
-    os.symlink(SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5", models / "mobilenet_2_5_224_tf.h5")
+    os.symlink(mobilenet_weights, models / "mobilenet_2_5_224_tf.h5")
     script = textwrap.dedent("""
         import json, skimage.data
         from engine.models import load_model, predict
@@ -196,11 +194,9 @@ def test_broken_files_are_refused_with_a_sentence(tiny_cnn, tmp_path):
         load_model(tmp_path / "missing.keras")
 
 
-@pytest.mark.skipif(not (SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5").exists(),
-                    reason="../shared/weights is not present")
-def test_tf_keras_2_h5_that_keras_3_cannot_read_is_refused_not_crashed():
+def test_tf_keras_2_h5_that_keras_3_cannot_read_is_refused_not_crashed(mobilenet_weights):
     with pytest.raises(InvalidModelError, match="could not be read"):
-        load_model_file(SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5")
+        load_model_file(mobilenet_weights)
 
 
 def test_class_name_count_must_match(tiny_cnn, tmp_path):
@@ -237,7 +233,8 @@ def test_nested_base_model_conv_layers_are_listed_with_their_path():
 def test_scratch_is_the_classic_cnn():
     model = load_model("scratch", n_classes=4, input_size=(64, 64))
     layers = model.keras_model.layers[1:]
-    kinds = [(type(l).__name__, getattr(l, "filters", getattr(l, "units", None))) for l in layers]
+    kinds = [(type(layer).__name__, getattr(layer, "filters", getattr(layer, "units", None)))
+             for layer in layers]
     assert kinds == [("Conv2D", 32), ("MaxPooling2D", None), ("Conv2D", 64), ("MaxPooling2D", None),
                      ("Conv2D", 128), ("MaxPooling2D", None), ("Conv2D", 128),
                      ("MaxPooling2D", None), ("Flatten", None), ("Dropout", None),
@@ -266,12 +263,12 @@ def test_scratch_trained_with_batch_norm_folds_into_the_classic_cnn(side):
     from engine.models.scratch import build_scratch_cnn, fold_batch_norm
 
     trained = build_scratch_cnn((side, side), 3, seed=1, batch_norm=True)
-    assert [type(l).__name__ for l in trained.layers[1:4]] == [
+    assert [type(layer).__name__ for layer in trained.layers[1:4]] == [
         "Conv2D", "BatchNormalization", "ReLU"]
     rng = random_batch_norm_statistics(trained, 1)
     plain = fold_batch_norm(trained)
-    assert [l.name for l in plain.layers] == [
-        l.name for l in build_scratch_cnn((side, side), 3).layers]
+    assert [layer.name for layer in plain.layers] == [
+        layer.name for layer in build_scratch_cnn((side, side), 3).layers]
     x = rng.uniform(0, 1, (4, side, side, 3)).astype(np.float32)
     np.testing.assert_allclose(plain(x), trained(x, training=False), atol=1e-5)
 

@@ -1,5 +1,5 @@
 """Saliency on a real trained ImageNet network (MobileNet v1 0.25 with its ImageNet weights, from
-../shared/weights, test-only) and real photos, against tf-keras-vis 0.8.7 and known properties.
+the test-only SHARED_WEIGHTS folder of tests/conftest.py) and real photos, against tf-keras-vis 0.8.7 and known properties.
 
 The tiny-model tests check the arithmetic; these check it where it matters: batch norm, depthwise
 convolutions, a softmax head behind a reshape, a 7x7 last block, real images."""
@@ -16,19 +16,17 @@ from engine.saliency import METHODS, explain
 from engine.saliency.base import normalize, resize_map
 from engine.saliency.gradients import IntegratedGradients
 from engine.saliency.sanity import sanity_check
-from tests.conftest import SHARED_WEIGHTS
 from ui.images import PHOTOS
 
-WEIGHTS = SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5"
 LAYER = "conv_pw_13_relu"
-
-pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason="shared ImageNet weights absent")
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(mobilenet_weights):
+    """Every test here uses it: without the weights file they all skip (or fail under
+    REQUIRE_WEIGHTS=1)."""
     network = keras.applications.MobileNet(alpha=0.25, input_shape=(224, 224, 3),
-                                           weights=str(WEIGHTS))
+                                           weights=str(mobilenet_weights))
     return ExplorableModel(network, name="mobilenet_0.25", preprocessing="tf",
                            class_names=[f"class {i}" for i in range(1000)],
                            input_size=(224, 224))
@@ -119,7 +117,7 @@ def test_vanilla_and_smoothgrad_match_tf_keras_vis_on_a_trained_network(model, p
 
 def test_bfloat16_smoothgrad_matches_tf_keras_vis_on_a_trained_network(model, photos,
                                                                       network_input):
-    """The issue's bar: SmoothGrad with 50 samples, r >= 0.9 against tf-keras-vis (float32),
+    """The bar: SmoothGrad with 50 samples, r >= 0.9 against tf-keras-vis (float32),
     here computed in bfloat16. With the same noise seed the bfloat16 map clears it (0.99 and
     0.95); with another seed two 50-sample SmoothGrads differ by their noise already (our
     float32 map: r 0.95 and 0.88), so there the bfloat16 map must be as close as that one."""
@@ -146,7 +144,7 @@ def test_bfloat16_smoothgrad_matches_tf_keras_vis_on_a_trained_network(model, ph
 @pytest.mark.slow
 def test_bfloat16_score_cam_matches_tf_keras_vis_on_a_trained_network(model, photos,
                                                                      network_input):
-    """The issue's bar for Score-CAM, r >= 0.99 at the layer's 7x7 grid, computed in bfloat16."""
+    """The bar for Score-CAM, r >= 0.99 at the layer's 7x7 grid, computed in bfloat16."""
     from tf_keras_vis.scorecam import Scorecam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore

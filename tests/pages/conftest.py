@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.util import patch_config_options
 
 from tests.conftest import ROOT
 
@@ -13,6 +14,14 @@ def app_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_EXPLORER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CNN_EXPLORER_OFFLINE", "1")
     return tmp_path / "home"
+
+
+@pytest.fixture(autouse=True)
+def exception_details():
+    """An uncaught exception keeps its message and traceback in ``at.exception`` (the app's
+    config redacts them for users), so a failing check says what went wrong."""
+    with patch_config_options({"client.showErrorDetails": "full"}):
+        yield
 
 
 @pytest.fixture
@@ -27,3 +36,16 @@ def app():
         return at
 
     return make
+
+
+@pytest.fixture
+def runs(app_home):
+    """The app home's runs folder; runs still going at the end are stopped (never leave a
+    training process behind)."""
+    from engine.training import list_runs, stop_run
+
+    folder = app_home / "runs"
+    yield folder
+    for status in list_runs(folder) if folder.is_dir() else []:
+        if status.active:
+            stop_run(status.run_id, folder, force=True)

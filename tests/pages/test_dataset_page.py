@@ -8,6 +8,7 @@ import pytest
 
 from engine.data import import_zip, list_datasets, load_augmentation
 from tests.engine.dataset_helpers import make_zip, png, shape_png, write_tree
+from tests.pages.checks import assert_clean
 from ui.jobs import job_queue
 
 PAGE = "pages/dataset.py"
@@ -46,7 +47,7 @@ def leaky(app_home, tmp_path):
 
 def test_empty_data_folder_asks_for_an_import(app):
     at = _open(app)
-    assert not at.exception
+    assert_clean(at)
     assert any("Import a data set" in t for t in _texts(at, "info"))
     assert "What am I looking at?" in [e.label for e in at.expander]
 
@@ -54,7 +55,7 @@ def test_empty_data_folder_asks_for_an_import(app):
 def test_demo_button_creates_the_data_set_and_its_report(app, app_home):
     at = _open(app)
     at = _settle(at.button(key="dataset_demo_go").click().run())
-    assert not at.exception
+    assert_clean(at)
     stored = list_datasets(app_home / "datasets")
     assert len(stored) == 1 and stored[0].source == "demo"
     metrics = _metrics(at)
@@ -70,7 +71,7 @@ def test_demo_button_creates_the_data_set_and_its_report(app, app_home):
 
 def test_stored_data_set_shows_its_leak_and_escapes_names(app, leaky):
     at = _open(app)
-    assert not at.exception
+    assert_clean(at)
     assert at.selectbox(key="_w_dataset").value == leaky.id
     metrics = _metrics(at)
     assert metrics["Leaks across splits"] == "1" and metrics["Images"] == "13"
@@ -98,7 +99,7 @@ def test_folder_import_and_a_missing_folder(app, app_home, tmp_path):
     assert any("no folder" in e for e in _texts(at, "error"))
     at.text_input(key="dataset_folder_path").input(str(root)).run()
     at = _settle(at.button(key="dataset_folder_go").click().run())
-    assert not at.exception
+    assert_clean(at)
     assert [d.source for d in list_datasets(app_home / "datasets")] == ["folder"]
     assert _metrics(at)["Images"] == "2"
 
@@ -116,10 +117,11 @@ def test_augmentation_settings_are_saved_with_the_data_set(app, leaky):
     at = _open(app)
     at.slider(key=f"aug_rotation_{leaky.id}").set_value(30).run()
     at.toggle(key=f"aug_flip_{leaky.id}").set_value(True).run()
-    assert not at.exception
+    assert_clean(at)
     saved = load_augmentation(leaky)
     assert saved.rotation == 30 and saved.horizontal_flip
     assert any(len(image.value) == 8 for image in at.image)  # the preview grid
     # A new session shows the saved settings.
     again = _open(app)
+    assert_clean(again)
     assert again.slider(key=f"aug_rotation_{leaky.id}").value == 30

@@ -15,7 +15,7 @@ from engine import features
 from engine.models import list_models, load_model
 from engine.models.catalogue import DEMO_MODEL_PATH
 from engine.models.loading import cached_weights_path
-from tests.conftest import SHARED_WEIGHTS
+from tests.pages.checks import assert_clean
 from ui.images import get_image
 
 PAGE = "pages/feature_maps.py"
@@ -73,7 +73,7 @@ def test_page_renders_for_each_catalogue_model_available_offline(app, spec):
     if not _offline(spec):
         pytest.skip(f"{spec.name} is not available offline here")
     at = _open(app, model=spec.name, images=IMAGES)
-    assert not at.exception
+    assert_clean(at)
     model = load_model(spec.name)
     default = features.default_layer(features.map_layers(model))
     assert at.selectbox(key="_w_fm_layer").value == default
@@ -85,13 +85,10 @@ def test_page_renders_for_each_catalogue_model_available_offline(app, spec):
     assert any(default.replace("_", "\\_") in m.value for m in at.markdown)
 
 
-def test_mobilenet_with_a_weights_file_given_in_the_sidebar(app):
-    weights = SHARED_WEIGHTS / "mobilenet_v1_0.25_224.h5"
-    if not weights.is_file():
-        pytest.skip("no shared MobileNet weights file here")
+def test_mobilenet_with_a_weights_file_given_in_the_sidebar(app, mobilenet_weights):
     at = _open(app, model="mobilenet_0.25", images=IMAGES)
-    at.sidebar.text_input(key="_w_weights_path_mobilenet_0.25").input(str(weights)).run()
-    assert not at.exception
+    at.sidebar.text_input(key="_w_weights_path_mobilenet_0.25").input(str(mobilenet_weights)).run()
+    assert_clean(at)
     assert at.selectbox(key="_w_fm_layer").value == "conv_pw_7"
     assert _grid_spec(at)["data"][0]["type"] == "image"
 
@@ -105,7 +102,7 @@ def test_imagenet_model_without_weights_explains_instead_of_crashing(app):
 
 def test_switching_layer_channel_scale_and_tabs_does_not_run_the_model_again(app, forward_passes):
     at = _open(app, model="scratch", images=IMAGES)
-    assert not at.exception
+    assert_clean(at)
     assert forward_passes == ["scratch"]  # one pass for the shown image, every layer at once
     layer = at.selectbox(key="_w_fm_layer")
     at = layer.select_index(len(layer.options) - 1).run()  # another layer of the same block
@@ -118,7 +115,7 @@ def test_switching_layer_channel_scale_and_tabs_does_not_run_the_model_again(app
     for tab in ("All layers", "First-layer filters", "Channel statistics"):
         at.session_state["fm_tab"] = tab
         at.run()
-    assert not at.exception
+    assert_clean(at)
     assert forward_passes == ["scratch"]
     at.selectbox(key="_w_fm_image").select("photo:coffee").run()
     assert forward_passes == ["scratch", "scratch"]  # a new image is a new pass ...
@@ -130,7 +127,7 @@ def test_comparing_two_images_computes_the_second_once(app, forward_passes):
     at = _open(app, model="scratch", images=IMAGES)
     at.session_state["fm_tab"] = "Compare two images"
     at.run()
-    assert not at.exception
+    assert_clean(at)
     assert forward_passes == ["scratch", "scratch"]
     assert at.selectbox(key="_w_fm_compare").value == "photo:coffee"
     at.number_input(key="_w_fm_channel").set_value(5).run()
@@ -140,6 +137,7 @@ def test_comparing_two_images_computes_the_second_once(app, forward_passes):
 
 def test_grid_marks_the_dead_channels_of_the_image(app):
     at = _open(app, model="scratch", images="photo:chelsea")
+    assert_clean(at)
     model = load_model("scratch")
     maps = features.feature_maps(model, get_image("photo:chelsea"), ["block3_conv"])
     maps = maps["block3_conv"][0]
@@ -154,7 +152,7 @@ def test_arithmetic_view_reproduces_the_map_value(app):
     at = _open(app, model="scratch", images="photo:chelsea")
     at.number_input(key="_w_fm_row").set_value(10).run()
     at.number_input(key="_w_fm_col").set_value(20).run()
-    assert not at.exception
+    assert_clean(at)
     (success,) = at.success
     assert "the same number" in success.value
     channel = at.number_input(key="_w_fm_channel").value
@@ -168,7 +166,7 @@ def test_arithmetic_view_reproduces_the_map_value(app):
 def test_dense_layer_shows_units_not_a_grid(app):
     at = _open(app, model="scratch", images=IMAGES)
     at.selectbox(key="_w_fm_block").select("Dense").run()
-    assert not at.exception
+    assert_clean(at)
     assert at.selectbox(key="_w_fm_layer").value == "dense"
     assert _chart(at, "fm_units")["data"][0]["type"] == "bar"
     shown = _array(_chart(at, "fm_units")["data"][0]["y"])
@@ -193,9 +191,10 @@ def test_nested_model_layers_are_listed_and_shown(app, tmp_path):
     at.sidebar.text_input(key="_w_model_path").input(str(path)).run()
     at.switch_page(PAGE)
     at.run()
-    assert not at.exception
+    assert_clean(at)
     assert at.selectbox(key="_w_fm_layer").value == "vgg16/block3_conv3"
     block = at.selectbox(key="_w_fm_block")
     at = block.select(block.options[-2]).run()
     assert at.selectbox(key="_w_fm_layer").value == "vgg16/block5_conv1"
-    assert not at.exception and _grid_spec(at)["data"][0]["type"] == "image"
+    assert_clean(at)
+    assert _grid_spec(at)["data"][0]["type"] == "image"

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine.models import load_model
+from tests.pages.checks import assert_clean
 from ui.jobs import job_queue
 
 PAGE = "pages/filters.py"
@@ -22,7 +23,7 @@ def no_jobs_left():
 def _open(app, steps: int | None = 4, **query):
     at = app(model="demo", **query).run()
     at.switch_page(PAGE).run()
-    assert not at.exception
+    assert_clean(at)
     if steps is not None:
         at.number_input(key="_w_am_steps").set_value(steps).run()
     return at
@@ -56,8 +57,9 @@ def test_page_offers_the_conv_layers_and_explains_itself(app):
 def test_start_fills_the_grid_and_a_new_visit_reads_the_cache(app):
     at = _open(app)
     at.button(key="am_start_layer").click().run()
-    assert not at.exception
+    assert_clean(at)
     at = _wait_for_jobs(at)
+    assert_clean(at)
     assert _status(at).startswith("Done: 16 of 16 filters")
     assert _grid_points(at, "am_grid_layer") == 16
     assert "One filter up close" in [s.value for s in at.subheader]
@@ -80,7 +82,7 @@ def test_a_range_of_filters_and_picking_one_up_close(app):
     at = _wait_for_jobs(at)
     assert _status(at).startswith("Done: 3 of 3 filters")
     at.selectbox(key="_w_am_selected_layer").select(4).run()
-    assert not at.exception
+    assert_clean(at)
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"]
               for c in at.get("plotly_chart") if "am_curve_layer" in c.proto.id]
     assert titles == ["Activation of filter 4"]
@@ -97,6 +99,7 @@ def test_stop_keeps_what_is_done(app):
     at.button(key="am_start_layer").click().run()
     at.button(key="am_stop_layer").click().run()
     at = _wait_for_jobs(at)
+    assert_clean(at)
     assert _status(at).startswith("Stopped")
 
 
@@ -105,6 +108,7 @@ def test_classes_are_visualised_with_their_names(app):
     at.radio(key="_w_am_view").set_value("class").run()
     at.button(key="am_start_class").click().run()
     at = _wait_for_jobs(at)
+    assert_clean(at)
     assert _status(at).startswith("Done: 6 of 6 classes")
     assert _grid_points(at, "am_grid_class") == 6
     names = load_model("demo").class_names
@@ -119,7 +123,7 @@ def test_deep_dream_on_a_chosen_image(app):
     at.slider(key="_w_am_octaves").set_value(2).run()
     at.slider(key="_w_am_dream_steps").set_value(3).run()
     at.button(key="am_dream").click().run()
-    assert not at.exception
+    assert_clean(at)
     captions = [i.caption for i in _images(at)]
     assert any(c and c.startswith("DeepDream on") for c in captions)
     assert "Download the dream (PNG)" in [b.label for b in at.get("download_button")]

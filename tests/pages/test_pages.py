@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from engine.models import load_model
+from engine.models.catalogue import CATALOGUE
 from engine.models.architecture import layer_table
+from tests.pages.checks import assert_clean
 from ui.text import md_escape
 
 
@@ -17,7 +17,7 @@ def _texts(at, kind):
 
 def test_home_predicts_every_chosen_image_with_the_demo_model(app):
     at = app().run()
-    assert not at.exception
+    assert_clean(at)
     assert at.sidebar.selectbox(key="_w_model").value == "demo"
     images = at.sidebar.multiselect(key="_w_images").value
     assert len(images) >= 1
@@ -34,8 +34,10 @@ def test_home_predicts_every_chosen_image_with_the_demo_model(app):
 def test_changing_the_model_in_the_sidebar_changes_predictions_and_url(app):
     at = app().run()
     at.sidebar.selectbox(key="_w_model").select("scratch").run()
-    assert not at.exception
+    assert_clean(at)
     assert any("Scratch CNN" in c for c in _texts(at.sidebar, "caption"))
+    # the catalogue's sentence for people about the chosen model, under the picker
+    assert md_escape(CATALOGUE["scratch"].description) in _texts(at.sidebar, "caption")
     assert at.query_params["model"] in ("scratch", ["scratch"])
 
 
@@ -50,14 +52,14 @@ def test_offline_imagenet_model_explains_which_file_to_put_where(app):
 
 def test_url_restores_model_and_images(app):
     at = app(model="scratch", images="shape:circle,photo:coffee").run()
-    assert not at.exception
+    assert_clean(at)
     assert at.sidebar.selectbox(key="_w_model").value == "scratch"
     assert at.sidebar.multiselect(key="_w_images").value == ["shape:circle", "photo:coffee"]
 
 
 def test_unknown_ids_in_the_url_are_dropped_not_crashed(app):
     at = app(model="nonsense", images="shape:circle,upload:../../etc/passwd,bogus").run()
-    assert not at.exception
+    assert_clean(at)
     assert at.sidebar.selectbox(key="_w_model").value == "demo"
     assert at.sidebar.multiselect(key="_w_images").value == ["shape:circle"]
 
@@ -65,7 +67,7 @@ def test_unknown_ids_in_the_url_are_dropped_not_crashed(app):
 def test_model_page_table_has_every_layer_with_receptive_fields(app):
     at = app(model="demo").run()
     at.switch_page("pages/model.py").run()
-    assert not at.exception
+    assert_clean(at)
     frame = at.dataframe[0].value
     model = load_model("demo")
     rows = layer_table(model.keras_model)
@@ -84,7 +86,7 @@ def test_own_model_file_by_path(app, tiny_cnn, tmp_path):
     at = app().run()
     at.sidebar.selectbox(key="_w_model").select("own").run()
     at.sidebar.text_input(key="_w_model_path").input(str(path)).run()
-    assert not at.exception
+    assert_clean(at)
     assert any(md_escape("mine.keras") in c for c in _texts(at.sidebar, "caption"))
     assert len(at.get("plotly_chart")) >= 1
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from engine.models import load_model
+from tests.pages.checks import assert_clean
 from ui.report import report_file_name
 
 
@@ -15,13 +16,13 @@ def _download_labels(at):
 
 def test_home_builds_the_report_of_the_chosen_image(app):
     at = app(images="shape:circle,shape:star").run()
-    assert not at.exception
+    assert_clean(at)
     assert "Download cnn_explorer_report_Shape_star.html" not in _download_labels(at)
     at.selectbox(key="home_report_image").select("shape:star").run()
     # the layer last chosen on the Filters page is the one whose filters the report shows
     at.session_state[f"am_layer:{load_model('demo').key}"] = "block1_conv1"
     at.button(key="home_report_go").click().run()
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert "Download cnn_explorer_report_Shape_star.html" in _download_labels(at)
     request, document, name = at.session_state["_home_report"]
     assert name == "cnn_explorer_report_Shape_star.html"
@@ -36,11 +37,11 @@ def test_home_builds_the_report_of_the_chosen_image(app):
 def test_saliency_page_report_uses_its_class_layer_and_slow_methods(app):
     at = app(images="shape:ring").run()
     at.switch_page("pages/saliency.py").run()
-    assert not at.exception
+    assert_clean(at)
     at.selectbox(key="_w_sal_target").select(0).run()  # circle: "why not a circle?"
     at.checkbox(key="sal_report_slow").check().run()
     at.button(key="sal_report_go").click().run()
-    assert not at.exception and not at.error
+    assert_clean(at)
     _, document, name = at.session_state["_sal_report"]
     assert name == "cnn_explorer_report_Shape_ring.html"
     for method in ("gradcam", "smoothgrad", "integrated_gradients", "occlusion", "scorecam"):

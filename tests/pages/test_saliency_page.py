@@ -12,6 +12,7 @@ import pytest
 import engine.saliency
 from engine.models import load_model
 from engine.saliency import METHODS
+from tests.pages.checks import assert_clean
 from ui.jobs import job_queue
 
 PAGE = "pages/saliency.py"
@@ -67,7 +68,7 @@ def _settle(at):
 
 def test_a_gradcam_map_for_every_chosen_image(app, explain_calls):
     at = _open(app)
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert explain_calls == [{"model": "demo", "n": 2, "method": "gradcam", "target": None,
                               "layer": "block4_conv2", "options": {}}]
     assert len(at.get("image")) == 4                 # overlay and raw map per image
@@ -85,7 +86,7 @@ def test_choosing_a_method_and_a_class(app, explain_calls):
     circle = load_model("demo").class_names.index("circle")
     at.selectbox(key="_w_sal_target").select(circle).run()
     at = _settle(at)  # a slow method: computed by a job of the server's queue
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert explain_calls[-1] == {"model": "demo", "n": 2, "method": "smoothgrad",
                                  "target": circle, "layer": None,
                                  "options": {"noise": 0.2, "samples": 20}}
@@ -99,13 +100,13 @@ def test_drawing_choices_reuse_the_maps(app, explain_calls):
     at = _open(app)
     at.slider(key="_w_sal_opacity").set_value(0.8).run()
     at.selectbox(key="_w_sal_cmap").select("viridis").run()
-    assert not at.exception
+    assert_clean(at)
     assert len(explain_calls) == 1
 
 
 def test_comparison_grid_runs_every_method(app, explain_calls):
     at = _settle(_click(_open(app), "sal_compare_go"))
-    assert not at.exception and not at.error
+    assert_clean(at)
     done = [p.proto.text for p in at.get("progress")]
     assert done[-1] == f"All {len(METHODS)} methods done."
     compared = {c["method"] for c in explain_calls if c["n"] == 1}
@@ -120,7 +121,7 @@ def test_faithfulness_curves_and_sanity_check(app, explain_calls):
     assert [t["name"] for t in spec["data"]] == ["map order", "random order"] * 2
     assert "Deletion: AUC" in json.dumps(spec["layout"])
     at = _click(at, "sal_sanity_go")
-    assert not at.exception and not at.error
+    assert_clean(at)
     (metric,) = [m for m in at.metric if m.label == "Rank correlation"]
     assert -1.0 <= float(metric.value) <= 1.0
     verdicts = [s.value for s in at.success] + [w.value for w in at.warning]
@@ -131,7 +132,7 @@ def test_dataset_mode_measures_saliency_inside_the_boxes(app, explain_calls):
     at = _open(app)
     at.slider(key="_w_sal_ds_count").set_value(12).run()
     at = _click(at, "sal_ds_go")
-    assert not at.exception and not at.error
+    assert_clean(at)
     metrics = {m.label: m.value for m in at.metric}
     share = float(metrics["Saliency inside the object box"].rstrip("%"))
     area = float(metrics["Image area the boxes cover"].rstrip("%"))
@@ -159,11 +160,11 @@ def test_a_transfer_model_file_is_explained_inside_its_base(app, explain_calls, 
     at.sidebar.selectbox(key="_w_model").select("own").run()
     at.sidebar.text_input(key="_w_model_path").input(str(path)).run()
     at.switch_page(PAGE).run()
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert at.selectbox(key="_w_sal_layer:transfer.keras").value == "base/conv_b_relu"
     assert explain_calls[-1]["layer"] == "base/conv_b_relu"
     at = _settle(_click(at, "sal_compare_go"))
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert len(at.get("image")) == 4 + len(METHODS)
 
 
@@ -184,7 +185,7 @@ def test_a_slow_method_waits_in_line_and_shows_its_place(app, explain_calls, mon
     gate.set()
     assert blocker.wait(60)
     at = _settle(at)
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert explain_calls[-1]["method"] == "scorecam"
     assert len(at.get("image")) == 4 and not at.get("progress")
 
@@ -202,7 +203,7 @@ def test_integrated_gradients_show_their_completeness_gap(app, explain_calls):
     at = _open(app)
     at.selectbox(key="_w_sal_method").select("integrated_gradients").run()
     at = _settle(at)
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert explain_calls[-1]["options"] == {"steps": 64, "baseline": "black",
                                             "spacing": "adaptive"}
     notes = [m.value for m in at.markdown if m.value.startswith("**Completeness:**")]

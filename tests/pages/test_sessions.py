@@ -10,6 +10,7 @@ import streamlit as st
 import ui.models
 import ui.sidebar
 from tests.engine.dataset_helpers import shape_png
+from tests.pages.checks import assert_clean
 
 PAGE = "pages/saliency.py"
 
@@ -41,7 +42,8 @@ def test_two_sessions_share_one_model_object(app, model_uses):
     first, second = app(model="demo").run(), app(model="demo").run()
     first.switch_page(PAGE).run()
     second.switch_page(PAGE).run()
-    assert not first.exception and not second.exception
+    assert_clean(first)
+    assert_clean(second)
     sessions = {session for session, _ in uses}
     assert len(sessions) == 2                   # two sessions asked for the model...
     assert len({model for _, model in uses}) == 1  # ...and got the very same object
@@ -52,11 +54,11 @@ def test_an_upload_stays_in_the_session_that_made_it(app):
     alice, bob = app().run(), app().run()
     alice.sidebar.file_uploader(key="image_upload").upload(
         "alice_secret.png", shape_png(3), "image/png").run()
-    assert not alice.exception
+    assert_clean(alice)
     uploaded = [i for i in alice.session_state["images"] if i.startswith("upload:")]
     assert len(uploaded) == 1 and uploaded[0].endswith("alice_secret.png")
     bob.run()  # bob's next rerun, after alice's upload
-    assert not bob.exception
+    assert_clean(bob)
     assert alice.session_state["upload_token"] != bob.session_state["upload_token"]
     assert not any(i.startswith("upload:") for i in bob.session_state["images"])
     # The image pickers list the upload by its file name: alice's only.
@@ -65,5 +67,7 @@ def test_an_upload_stays_in_the_session_that_made_it(app):
     # A result computed for alice's image (its Grad-CAM card) is not in bob's page.
     alice.switch_page(PAGE).run()
     bob.switch_page(PAGE).run()
+    assert_clean(alice)
+    assert_clean(bob)
     assert "secret" in " ".join(m.value for m in alice.markdown)  # Markdown-escaped name
     assert "secret" not in " ".join(m.value for m in bob.markdown)

@@ -10,6 +10,7 @@ import streamlit.runtime.context as st_context
 from engine import features
 from engine.models import load_model
 from engine.saliency import default_cam_layer, spatial_layer_paths
+from tests.pages.checks import assert_clean
 from ui import images as gallery_images
 from ui import state
 
@@ -45,7 +46,7 @@ def test_feature_maps_view_comes_back_from_the_url(app, demo):
     assert first_conv.path != features.default_layer(layers)  # so the URL is what chose it
     at = _open(app, FM, model="demo", images="shape:star,photo:coffee", image="photo:coffee",
                layer=first_conv.path, channel="3")
-    assert not at.exception
+    assert_clean(at)
     assert _value(at, "_w_fm_layer") == first_conv.path
     assert _value(at, "_w_fm_image") == "photo:coffee"
     assert _value(at, "_w_fm_channel") == 3
@@ -60,7 +61,7 @@ def test_feature_maps_choices_go_into_the_url(app, demo):
     other = next(m for m in layers if m.block == default.block and m.path != default.path)
     at.selectbox(key="_w_fm_layer").select(other.path).run()
     at.number_input(key="_w_fm_channel").set_value(2).run()
-    assert not at.exception
+    assert_clean(at)
     assert _param(at, "layer") == other.path and _param(at, "channel") == "2"
     assert _param(at, "image") == "shape:star" and _param(at, "model") == "demo"
 
@@ -71,7 +72,7 @@ def test_saliency_view_comes_back_from_the_url(app, demo):
     circle = demo.class_names.index("circle")
     at = _open(app, SAL, model="demo", images="shape:star", method="gradcam",
                **{"class": str(circle), "layer": layer})
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert _value(at, "_w_sal_method") == "gradcam"
     assert _value(at, "_w_sal_target") == circle
     assert _value(at, f"_w_sal_layer:{demo.name}") == layer
@@ -82,7 +83,7 @@ def test_saliency_method_without_a_layer_drops_it_from_the_url(app):
     at = _open(app, SAL, model="demo", images="shape:star", method="gradcam")
     assert _param(at, "layer") is not None
     at.selectbox(key="_w_sal_method").select("vanilla").run()
-    assert not at.exception
+    assert_clean(at)
     assert _param(at, "method") == "vanilla" and _param(at, "layer") is None
     assert _param(at, "class") == "top"
 
@@ -91,14 +92,14 @@ def test_hand_edited_values_fall_back_to_the_defaults(app, demo):
     layers = features.map_layers(demo)
     at = _open(app, FM, model="demo", images="shape:star", image="photo:astronaut",
                layer="no_such_layer", channel="99999")
-    assert not at.exception
+    assert_clean(at)
     assert _value(at, "_w_fm_layer") == features.default_layer(layers)
     assert _value(at, "_w_fm_image") == "shape:star"  # not among the chosen images
     channels = next(m for m in layers if m.path == features.default_layer(layers)).channels
     assert 0 <= _value(at, "_w_fm_channel") < channels
     at = _open(app, SAL, model="demo", images="shape:star", method="bogus",
                **{"class": "-1", "layer": "<b>x</b>"})
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert _value(at, "_w_sal_method") == "gradcam"
     assert _value(at, "_w_sal_target") == "top"
     assert _value(at, f"_w_sal_layer:{demo.name}") == default_cam_layer(demo.keras_model)
@@ -108,7 +109,7 @@ def test_hand_edited_values_fall_back_to_the_defaults(app, demo):
 def test_old_links_with_an_upload_token_open_without_it(app):
     at = app(model="demo", images="shape:star,upload:0123456789_cat.png",
              u="0123456789abcdef0123456789abcdef").run()
-    assert not at.exception
+    assert_clean(at)
     assert at.sidebar.multiselect(key="_w_images").value == ["shape:star"]
     assert "u" not in at.query_params
 
@@ -139,7 +140,7 @@ def test_uploads_stay_out_of_the_url_and_in_the_browser(app, tmp_path, cookies):
     at = app(model="demo", images="shape:star").run()
     token = at.session_state["upload_token"]
     image_id = _upload(at, tmp_path)
-    assert not at.exception
+    assert_clean(at)
     assert at.sidebar.multiselect(key="_w_images").value == ["shape:star", image_id]
     assert _param(at, "images") == "shape:star"
     assert not any(token in str(v) or "upload" in str(v) for v in at.query_params.values())
@@ -147,13 +148,13 @@ def test_uploads_stay_out_of_the_url_and_in_the_browser(app, tmp_path, cookies):
     # A reload in the same browser (same cookie, same URL): the upload is still chosen.
     cookies[state.COOKIE] = token
     again = app(**{k: _param(at, k) for k in at.query_params}).run()
-    assert not again.exception
+    assert_clean(again)
     assert again.sidebar.multiselect(key="_w_images").value == ["shape:star", image_id]
 
     # The link in another browser (no cookie): bundled images only, none of the uploads.
     cookies.clear()
     other = app(**{k: _param(at, k) for k in at.query_params}).run()
-    assert not other.exception
+    assert_clean(other)
     assert other.session_state["upload_token"] != token
     assert other.sidebar.multiselect(key="_w_images").value == ["shape:star"]
     assert image_id not in other.sidebar.multiselect(key="_w_images").options
@@ -164,10 +165,11 @@ def test_an_uploaded_image_chosen_on_feature_maps_stays_out_of_the_url(app, tmp_
     image_id = _upload(at, tmp_path)
     at.switch_page(FM).run()
     at.selectbox(key="_w_fm_image").select(image_id).run()
-    assert not at.exception
+    assert_clean(at)
     assert _param(at, "image") is None
     cookies[state.COOKIE] = at.session_state["upload_token"]
     again = _open(app, FM, **{k: _param(at, k) for k in at.query_params})
+    assert_clean(again)
     assert _value(again, "_w_fm_image") == image_id
 
 
@@ -175,14 +177,15 @@ def test_filters_view_comes_back_from_the_url(app, demo):
     layers = demo.conv_layers
     at = _open(app, "pages/filters.py", model="demo", images="shape:star,photo:coffee",
                view="dream", layer=layers[0], image="photo:coffee")
-    assert not at.exception
+    assert_clean(at)
     assert _value(at, "_w_am_view") == "dream"
     assert _value(at, f"_w_am_dream_layer:{demo.key}") == layers[0]  # not the middle default
     assert _value(at, "_w_am_dream_image") == "photo:coffee"
     at = _open(app, "pages/filters.py", model="demo", view="layer", layer=layers[-1])
+    assert_clean(at)
     assert _value(at, f"_w_am_layer:{demo.key}") == layers[-1]
     at = _open(app, "pages/filters.py", model="demo", view="nonsense", layer="nonsense")
-    assert not at.exception
+    assert_clean(at)
     assert _value(at, "_w_am_view") == "layer"
     assert _value(at, f"_w_am_layer:{demo.key}") == layers[0]
 
@@ -196,9 +199,11 @@ def test_an_uploaded_model_file_stays_out_of_the_url(app, tiny_cnn, cookies):
     tiny_cnn.save(path)
     at.sidebar.selectbox(key="_w_model").select("own").run()
     at.sidebar.text_input(key="_w_model_path").input(str(path)).run()
-    assert not at.exception and len(at.get("plotly_chart")) >= 1
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 1
     assert _param(at, "model") == "own" and _param(at, "path") is None
     assert not any(token in str(v) for v in at.query_params.values())
     cookies[state.COOKIE] = token  # a reload in the same browser finds the file again
     again = app(**{k: _param(at, k) for k in at.query_params}).run()
+    assert_clean(again)
     assert again.sidebar.text_input(key="_w_model_path").value == str(path)

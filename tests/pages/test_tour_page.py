@@ -12,6 +12,7 @@ import pytest
 from engine.images import load_image
 from engine.models import load_model
 from tests.conftest import ROOT
+from tests.pages.checks import assert_clean
 
 STEPS = ["An image is numbers", "One convolution", "Feature maps: what the layers see",
          "The prediction", "Where it looks", "What its filters like", "How it learns"]
@@ -21,7 +22,7 @@ def _tour(app):
     at = app()
     at.run()
     at.switch_page("pages/tour.py").run()
-    assert not at.exception
+    assert_clean(at)
     return at
 
 
@@ -43,8 +44,7 @@ def test_every_step_renders_on_the_demo_model(app):
     for number, title in enumerate(STEPS, start=1):
         if number == 6:
             _wait_for_job(at)  # activation maximisation of six kernels
-        assert not at.exception, title
-        assert not at.error, [e.value for e in at.error]
+        assert_clean(at, title)
         assert _headers(at) == [f"{number}. {title}"]
         assert f"Step {number} of 7" in [p.proto.text for p in at.get("progress")]
         if number == 6:
@@ -66,6 +66,7 @@ def test_next_and_previous_move_and_the_step_survives_a_page_switch(app):
     assert _headers(at) == ["2. One convolution"]
     at.switch_page("pages/model.py").run()
     at.switch_page("pages/tour.py").run()
+    assert_clean(at)
     assert _headers(at) == ["2. One convolution"]
 
 
@@ -104,6 +105,7 @@ def test_the_convolution_step_shows_patch_times_kernel_plus_bias(app):
 
     other = (kernel + 1) % 16
     at.selectbox(key="_w_tour_kernel").set_value(other).run()
+    assert_clean(at)
     kernel, row, col, value = _shown(at)
     assert kernel == other
     assert value == pytest.approx(_hand_convolution(row, col, other), abs=1e-4)
@@ -113,6 +115,7 @@ def test_the_prediction_step_shows_the_models_probabilities(app):
     at = _tour(app)
     at.session_state["tour_step"] = 3
     at.run()
+    assert_clean(at)
     model = load_model("demo")
     p = model.probabilities(load_image(ROOT / "assets" / "images" / "shape_star.png"))[0]
     top = model.class_names[int(np.argmax(p))]
@@ -129,7 +132,7 @@ def test_the_learning_step_trains_and_its_curves_grow_to_the_end(app):
     at.run()
     at.button(key="tour_fit_start").click().run()
     _wait_for_job(at)
-    assert not at.exception and not at.error
+    assert_clean(at)
     summary = next(m.value for m in at.markdown if m.value.startswith("Before training"))
     before, after = map(int, re.findall(r"\*\*(\d+)%\*\*", summary))
     assert before < 25 and after > before
@@ -155,6 +158,7 @@ def test_presenter_mode_enlarges_text_and_holds_across_pages(app):
     _presenting(at, True)
     assert re.search(r"html \{ font-size: 20px; \}", _style(at))
     at.switch_page("pages/feature_maps.py").run()
+    assert_clean(at)
     assert at.sidebar.toggle(key="_w_presenter").value
     assert "font-size: 20px" in _style(at)
     _presenting(at, False)
@@ -172,6 +176,7 @@ def test_presenter_mode_enlarges_the_figures_of_other_pages(app):
     before = sizes(at)
     assert before
     _presenting(at, True)
+    assert_clean(at)
     after = sizes(at)
     assert len(after) == len(before)
     for (font, height), (font_on, height_on) in zip(before, after):
@@ -191,7 +196,7 @@ def test_presenter_mode_hides_expert_settings_and_the_page_still_works(app, scri
     at.switch_page(script).run()
     assert shown(at), "the expert settings are there when not presenting"
     _presenting(at, True)
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert not shown(at)
     _presenting(at, False)
     assert shown(at)
@@ -208,7 +213,7 @@ def test_presenter_mode_hides_the_training_settings_but_keeps_the_epochs(app, ap
     assert {"Epochs", "Batch size", "Learning rate"} <= labels
     assert "More settings" in [e.label for e in at.expander]
     _presenting(at, True)
-    assert not at.exception and not at.error
+    assert_clean(at)
     labels = {w.label for w in at.number_input} | {w.label for w in at.selectbox}
     assert "Epochs" in labels and not {"Batch size", "Learning rate", "Optimizer"} & labels
     assert "More settings" not in [e.label for e in at.expander]
@@ -230,7 +235,7 @@ def test_a_step_the_model_cannot_show_says_why_and_the_others_work(app, tmp_path
     for number, title in enumerate(STEPS[:-1], start=1):
         if number == 6:
             _wait_for_job(at)
-        assert not at.exception and not at.error, (title, [e.value for e in at.error])
+        assert_clean(at, title)
         assert _headers(at) == [f"{number}. {title}"]
         reasons = [i.value for i in at.info]
         if number == 2:  # a separable convolution has no single kernel per colour to spell out
@@ -242,18 +247,15 @@ def test_a_step_the_model_cannot_show_says_why_and_the_others_work(app, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT.parent / "shared" / "weights" / "mobilenet_v1_0.25_224.h5").exists(),
-                    reason="needs the shared MobileNet weights file")
-def test_every_step_renders_on_an_imagenet_model(app):
+def test_every_step_renders_on_an_imagenet_model(app, mobilenet_weights):
     at = app(model="mobilenet_0.25")
-    at.session_state["weights_path_mobilenet_0.25"] = str(
-        ROOT.parent / "shared" / "weights" / "mobilenet_v1_0.25_224.h5")
+    at.session_state["weights_path_mobilenet_0.25"] = str(mobilenet_weights)
     at.run()
     at.switch_page("pages/tour.py").run()
     for number, title in enumerate(STEPS[:-1], start=1):
         if number == 6:
             _wait_for_job(at)
-        assert not at.exception and not at.error, (title, [e.value for e in at.error])
+        assert_clean(at, title)
         assert not at.info, (title, [i.value for i in at.info])
         assert _headers(at) == [f"{number}. {title}"]
         at.button(key="tour_next_top").click().run()
