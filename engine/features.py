@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -28,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from engine.cache import PerModelCache
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
@@ -280,8 +280,7 @@ class _GraphRun:
 
 
 # One extractor per (model, layer set), forgotten with the model.
-_extractors: "weakref.WeakKeyDictionary[keras.Model, OrderedDict]" = weakref.WeakKeyDictionary()
-_extractors_lock = threading.Lock()
+_extractors: "PerModelCache[_Extractor]" = PerModelCache(_MAX_EXTRACTORS_PER_MODEL)
 
 
 def _extractor(model, keys, inputs_of, input_shape) -> _Extractor:
@@ -289,18 +288,12 @@ def _extractor(model, keys, inputs_of, input_shape) -> _Extractor:
     explorable = isinstance(model, ExplorableModel)
     cache_key = (keys, inputs_of, tuple(input_shape),
                  (model.preprocessing, model.channels) if explorable else None)
-    with _extractors_lock:
-        per_model = _extractors.setdefault(network, OrderedDict())
-        extractor = per_model.get(cache_key)
-        if extractor is None:
-            prep = _preprocessing(model.preprocessing, model.channels) if explorable else None
-            extractor = _Extractor(network, keys, inputs_of, prep, tuple(input_shape))
-            per_model[cache_key] = extractor
-            while len(per_model) > _MAX_EXTRACTORS_PER_MODEL:
-                per_model.popitem(last=False)
-        else:
-            per_model.move_to_end(cache_key)
-    return extractor
+
+    def build() -> _Extractor:
+        prep = _preprocessing(model.preprocessing, model.channels) if explorable else None
+        return _Extractor(network, keys, inputs_of, prep, tuple(input_shape))
+
+    return _extractors.get_or_build(network, cache_key, build)
 
 
 def _preprocessing(mode: str, channels: int) -> Callable[[tf.Tensor], tf.Tensor]:

@@ -13,9 +13,10 @@ of training runs) is a ``Job`` submitted to one ``JobQueue``:
 - **Shared by key.** Submitting the key of a job that is still queued or running joins it (a
   second viewer of the same layer watches the same job); finished jobs stay findable by key for
   a while.
-- **Progress and parts.** The work gets its ``Job`` and calls ``job.report(done, total, text)``;
-  results that come in pieces are published with ``job.publish(part)`` and read with
-  ``job.parts()`` while the job still runs.
+- **Progress and parts.** The work gets its ``Job`` and calls ``job.report(done, total, text)``
+  (the signature of the engine's progress callbacks, ``engine.progress``; ``JobProgress`` is a
+  job as such a callback, for work that stops by itself); results that come in pieces are
+  published with ``job.publish(part)`` and read with ``job.parts()`` while the job still runs.
 - **Cancellation.** ``cancel`` takes a queued job out of its line at once, and asks a running
   one to stop: the next ``report`` raises ``JobCancelled`` inside the work (work that checks
   ``job.cancelled`` itself can stop more gently).
@@ -72,7 +73,7 @@ class Job:
         owner: the session that submitted it (``None``: no session, e.g. a test or a script).
         status: ``QUEUED``, ``RUNNING``, ``FINISHED``, ``CANCELLED`` or ``FAILED``.
         error: why it failed, a sentence for people.
-        done, total, text, detail: the last progress reported (``total`` 0: not known yet).
+        done, total, text: the last progress reported (``total`` 0: not known yet).
         result: what the work returned (``FINISHED`` only).
         submitted, started, ended: ``time.time()`` stamps (``None`` until then).
     """
@@ -91,7 +92,6 @@ class Job:
         self.status = QUEUED
         self.error: str | None = None
         self.done, self.total, self.text = 0, 0, ""
-        self.detail: Any = None
         self.result: Any = None
         self.submitted = time.time()
         self.started: float | None = None
@@ -104,17 +104,14 @@ class Job:
 
     # -- called by the work, from the job's thread
     def report(self, done: float, total: float | None = None, text: str | None = None, *,
-               detail: Any = None, check: bool = True) -> None:
-        """Record progress (``detail``: anything the page wants to show, e.g. the current
-        batch); raises ``JobCancelled`` once the job was cancelled, unless ``check`` is False
-        (work that stops by itself, looking at ``cancelled``)."""
+               check: bool = True) -> None:
+        """Record progress; raises ``JobCancelled`` once the job was cancelled, unless ``check``
+        is False (work that stops by itself, looking at ``cancelled``)."""
         self.done = done
         if total is not None:
             self.total = total
         if text is not None:
             self.text = text
-        if detail is not None:
-            self.detail = detail
         if check and self._cancel.is_set():
             raise JobCancelled(self.id)
 
@@ -174,6 +171,25 @@ class Job:
             self.ended = time.time()
             on_end(self)
             self._ended.set()
+
+
+class JobProgress:
+    """A job as the engine's progress callback (``engine.progress``), for work that stops by
+    itself: each call is a ``report`` that does not raise, ``stop_requested`` turns true once
+    the job is cancelled, finished pieces of the result are published on the job."""
+
+    def __init__(self, job: Job):
+        self.job = job
+
+    def __call__(self, done: float, total: float, stage: str) -> None:
+        self.job.report(done, total, stage, check=False)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.job.cancelled
+
+    def publish(self, part: Any) -> None:
+        self.job.publish(part)
 
 
 class JobQueue:

@@ -25,7 +25,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -41,12 +41,10 @@ from engine.models import predict
 from engine.models.architecture import layer_table, model_totals
 from engine.models.explorable import ExplorableModel
 from engine.models.preprocessing import PREPROCESSING_MODES
+from engine.progress import Progress, report
 from engine.saliency import METHODS, default_cam_layer, explain
 from engine.saliency.base import resize_map
 from engine.saliency.metrics import FaithfulnessCurves, deletion_insertion
-
-#: ``progress(done, total, text)``: called before each step and once at the end (done == total).
-ReportProgress = Callable[[int, int, str], None]
 
 #: the comparison grid's default: the methods that cost about one backward pass
 FAST_METHODS = tuple(name for name, cls in METHODS.items() if cls.speed == "fast")
@@ -66,7 +64,7 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
                  channels_per_layer: int = 16, filter_layer: str | None = None,
                  n_filters: int = 5, quick_steps: int = 48,
                  actmax_cache: str | os.PathLike | None = None, top: int = 5,
-                 callback: ReportProgress | None = None) -> str:
+                 callback: Progress | None = None) -> str:
     """The HTML report of ``image``.
 
     Args:
@@ -88,7 +86,8 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
         actmax_cache: the activation-maximisation disk cache: images of the layer already
             there (any settings, the most steps first) are used; new ones are written there.
         top: classes listed in the prediction.
-        callback: ``progress(done, total, text)``.
+        callback: ``callback(done, total, stage)`` (``engine.progress``) before each step,
+            and once at the end (``done == total``).
 
     Returns:
         The HTML document.
@@ -141,17 +140,15 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
 
 # ------------------------------------------------------------------------------ progress
 class _Steps:
-    def __init__(self, total: int, callback: ReportProgress | None):
+    def __init__(self, total: int, callback: Progress | None):
         self.total, self.count, self.callback = total, 0, callback
 
     def __call__(self, text: str) -> None:
-        if self.callback is not None:
-            self.callback(min(self.count, self.total - 1), self.total, text)
+        report(self.callback, min(self.count, self.total - 1), self.total, text)
         self.count += 1
 
     def done(self) -> None:
-        if self.callback is not None:
-            self.callback(self.total, self.total, "Report ready")
+        report(self.callback, self.total, self.total, "Report ready")
 
 
 # ------------------------------------------------------------------------------ sections
@@ -453,7 +450,7 @@ def _document(model, image, image_name, ranking, explained, features, cards, fil
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>CNN Explorer report: {_e(image_name)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
-        f"<h1>CNN Explorer report</h1>",
+        "<h1>CNN Explorer report</h1>",
         f'<p class="muted">Image <b>{_e(image_name)}</b> · model <b>{_e(model.title)}</b> · '
         f"{_e(settings['date'])}</p>",
         _prediction_section(model, image, ranking),

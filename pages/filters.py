@@ -190,11 +190,9 @@ def _status_line(job, result, total: int, noun: str) -> str:
                      f"{'the rest' if done else 'them'}.")
     if job.status == QUEUED:
         return status_text(job)
-    p = job.detail
     if job.alive:
-        batch = f" · current batch: {len(p.batch)} {noun}, step {p.step}/{p.steps}" \
-            if p and p.batch and p.finished is None else ""
-        return f"Computing: {done} of {total} {noun} done{batch}"
+        stage = f" · {job.text}" if job.text else ""
+        return f"Computing: {done} of {total} {noun} done{stage}"
     seconds = (job.ended or 0) - (job.started or 0)
     if job.status == FINISHED:
         return f"Done: {done} of {total} {noun} in {seconds:.0f} s."
@@ -276,7 +274,7 @@ def _details(model, result, labels: list[str], key: str, layer: str | None, sele
     i = units.index(unit)
     left, right = st.columns([1, 2])
     with left:
-        st.image(fig.enlarge(result.images[i], 320), caption=labels[unit], output_format="PNG")
+        st.image(fig.fit_to_side(result.images[i], 320), caption=labels[unit], output_format="PNG")
         st.download_button("Download this image (PNG)", fig.png_bytes(result.images[i]),
                            f"{model.name}_{key}_{unit}.png", "image/png",
                            icon=":material/download:", key=f"am_one_png_{key}")
@@ -327,7 +325,7 @@ def _examples(model, layer: str, unit: int, selection) -> None:
             col.image(fig.example_with_box(model.prepare([images[example.index]])[0]
                                            .round().astype(np.uint8), example.box),
                       caption=f"activation {example.activation:.3g}", output_format="PNG")
-            col.image(fig.enlarge(example.patch, 96), caption="receptive field",
+            col.image(fig.fit_to_side(example.patch, 96), caption="receptive field",
                       output_format="PNG")
         rf = (f"{responses.rf_size}x{responses.rf_size} pixels" if responses.rf_size
               else "the whole image")
@@ -375,17 +373,6 @@ def _class_view(model, selection) -> None:
             _details(model, result, labels, "class", None, selection)
 
 
-class _DreamProgress:
-    """Shows DeepDream's progress callback in a progress bar."""
-
-    def __init__(self, bar):
-        self.bar = bar
-
-    def __call__(self, progress: actmax.Progress) -> None:
-        self.bar.progress(progress.fraction, text=f"Octave {progress.batch[0] + 1} of "
-                                                  f"{progress.units_total}, step {progress.step}")
-
-
 def _dream_view(model, selection) -> None:
     if not selection.images:
         st.info("Choose or upload an image in the sidebar.")
@@ -411,10 +398,13 @@ def _dream_view(model, selection) -> None:
     key = (model.key, image_id, layer, octaves, steps, step_size)
     if st.button("Dream", type="primary", icon=":material/auto_awesome:", key="am_dream"):
         bar = st.progress(0.0, text="Starting...")
+
+        def shown(done: float, total: float, stage: str) -> None:
+            bar.progress(min(1.0, done / total), text=stage)
+
         with shown_errors("DeepDream failed: "):
             dreamed = actmax.deep_dream(model, images[image_id], layer, octaves=octaves,
-                                        steps=steps, step_size=step_size,
-                                        callback=_DreamProgress(bar))
+                                        steps=steps, step_size=step_size, callback=shown)
             st.session_state["am_dream_result"] = (key, dreamed)
         bar.empty()
     stored = st.session_state.get("am_dream_result")

@@ -3,12 +3,12 @@ map is (deletion / insertion), whether it depends on the model at all (sanity ch
 the model looks at over a whole data set."""
 
 import collections
-import threading
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
+from engine.cache import BoundedCache
 from engine.data.dataset import list_datasets
 from engine.data.shapes import CLASS_NAMES as SHAPE_CLASSES
 from engine.data.shapes import make_shapes
@@ -16,6 +16,7 @@ from engine.errors import CNNExplorerError
 from engine.images import load_image
 from engine.jobs import CANCELLED, FINISHED
 from engine.models import predict
+from engine.progress import Progress
 from engine.saliency import METHODS, default_cam_layer, explain, spatial_layer_paths
 from engine.saliency.dataset import dataset_saliency
 from engine.saliency.metrics import deletion_insertion
@@ -62,30 +63,20 @@ TABS = ["Explain", "Compare all methods", "Data set"]
 
 # ------------------------------------------------------------------------------ cached work
 @st.cache_resource(show_spinner=False)
-def _results() -> tuple[collections.OrderedDict, threading.Lock]:
+def _results() -> BoundedCache:
     """Server-wide cache of work that reports progress while it runs (``st.cache_data`` would
     replay the progress bar's updates on a hit, into a bar that no longer exists)."""
-    return collections.OrderedDict(), threading.Lock()
+    return BoundedCache(64)
 
 
-def _remembered(key, compute, limit=64, store=None):
+def _remembered(key, compute, store: BoundedCache | None = None):
     """``store``: ``_results()`` fetched by the script (a queued job computes in a thread of its
     own, outside the script run)."""
-    store, lock = store or _results()
-    with lock:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    value = compute()
-    with lock:
-        store[key] = value
-        while len(store) > limit:
-            store.popitem(last=False)
-    return value
+    return (_results() if store is None else store).get_or_build(key, compute)
 
 
-def _maps(model, model_key, image_ids, images, method, target, layer, options, progress=None,
-          store=None):
+def _maps(model, model_key, image_ids, images, method, target, layer, options,
+          progress: Progress | None = None, store: BoundedCache | None = None):
     """Maps of the images (read-only arrays shared by every session). Integrated Gradients'
     completeness, measured on the way, is kept beside them (``_completeness``)."""
     key = ("maps", model_key, image_ids, method, target, layer, options)
@@ -102,24 +93,22 @@ def _maps(model, model_key, image_ids, images, method, target, layer, options, p
 
 def _completeness(model_key, image_ids, method, target, layer, options):
     """The ``Completeness`` ``_maps`` kept for these maps, or ``None``."""
-    store, lock = _results()
-    with lock:
-        return store.get(("completeness", model_key, image_ids, method, target, layer, options))
+    return _results().get(("completeness", model_key, image_ids, method, target, layer, options))
 
 
 def _queued_maps(model, model_key, image_ids, images, method, target, layer, options):
     """The maps of a slow method, computed by a job of the server's queue: ``None`` while it
     waits or runs (its place in line and progress are shown)."""
     key = ("maps", model_key, image_ids, method, target, layer, options)
-    store, lock = _results()
-    with lock:
-        if key in store:
-            return store[key]
+    store = _results()
+    found = store.get(key)
+    if found is not None:
+        return found
     title = f"{METHODS[method].title} on {len(image_ids)} image{'s' if len(image_ids) > 1 else ''}"
 
     def work(job):
         return _maps(model, model_key, image_ids, images, method, target, layer, options,
-                     job.report, store=(store, lock))
+                     lambda done, total, stage: job.report(done, total), store=store)
 
     job = job_for(key, work, title=title)
     if job is None or job.status == FINISHED:
@@ -164,7 +153,8 @@ def _sanity(_model, model_key, _copy, image_id, _image, method, target, layer, o
                         randomized=_copy, **dict(options))
 
 
-def _dataset_summary(model, model_key, source, count, stored, method, layer, progress=None):
+def _dataset_summary(model, model_key, source, count, stored, method, layer,
+                     progress: Progress | None = None):
     """The per-class summary of ``count`` images of a source, and how they were grouped."""
     def compute():
         images, labels, boxes, classes = _dataset_images(source, count, stored)
@@ -273,7 +263,7 @@ def _method_options(model, method):
 def _progress_bar(text):
     bar = st.empty()
 
-    def report(done, total):
+    def report(done: int, total: int, stage: str) -> None:
         bar.progress(done / max(total, 1), text=f"{text} {done}/{total}")
 
     return bar, report
@@ -464,7 +454,7 @@ def _compare_work(model, key, image_id, image, target, layer, store):
             try:
                 found = _maps(model, key, (image_id,), [image], name, target,
                               layer if METHODS[name].uses_layer else None, (),
-                              lambda done, total, i=i, text=text:
+                              lambda done, total, stage, i=i, text=text:
                               job.report(i + done / max(total, 1), n, text), store=store)[0]
             except CNNExplorerError as exc:
                 found = f"{METHODS[name].title}: {exc}"

@@ -62,8 +62,8 @@ def report_section(selection: Selection, *, key: str, target: int | None = None,
             image = next(array for i, _, array in selection.images if i == image_id)
             bar = st.progress(0.0, text="Starting the report...")
 
-            def progress(done: int, total: int, text: str) -> None:
-                bar.progress(done / max(total, 1), text=f"{text} ({done}/{total})")
+            def progress(done: int, total: int, stage: str) -> None:
+                bar.progress(done / max(total, 1), text=f"{stage} ({done}/{total})")
 
             with shown_errors("Building the report failed: "):
                 document = build_report(

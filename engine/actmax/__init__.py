@@ -34,13 +34,14 @@ from engine.actmax.cache import ActMaxCache
 from engine.actmax.dream import DreamSettings, deep_dream
 from engine.actmax.network import OUTPUT
 from engine.actmax.objectives import Objective
-from engine.actmax.optimize import (COARSE_TO_FINE, ActMaxResult, Progress, Settings,
-                                   fast_precision, optimizer_for)
+from engine.actmax.optimize import (COARSE_TO_FINE, ActMaxResult, Settings, fast_precision,
+                                   optimizer_for)
 from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
 from engine.models.layers import find_layer
+from engine.progress import Progress, publish, report
 
-__all__ = ["ActMaxResult", "DreamSettings", "OUTPUT", "Objective", "Progress", "Request",
+__all__ = ["ActMaxResult", "DreamSettings", "OUTPUT", "Objective", "Request",
            "Settings", "cached", "deep_dream", "default_batch_size", "default_size", "objectives",
            "plan", "run", "unit_count", "visualize"]
 
@@ -122,6 +123,11 @@ class Request:
         return (self.model.key, self.layer, self.units,
                 json.dumps(self.cache_settings(), sort_keys=True))
 
+    @property
+    def noun(self) -> str:
+        """What the units are called: ``"classes"`` or ``"filters"``."""
+        return "classes" if self.layer == OUTPUT else "filters"
+
     def cache(self, folder: str | os.PathLike) -> ActMaxCache:
         return ActMaxCache(folder, self.model.key, self.layer, self.cache_settings())
 
@@ -171,7 +177,7 @@ def visualize(model: ExplorableModel | keras.Model, layer: str | None,
               rotate: float = 5.0, tv: float = 0.0, l2: float = 0.0, blur: float = 0.0,
               coarse_to_fine: bool = False, precision: str = "auto",
               batch_size: int | None = None, cache_dir: str | os.PathLike | None = None,
-              callback=None) -> ActMaxResult:
+              callback: Progress | None = None) -> ActMaxResult:
     """The image that maximises each of ``filters`` in ``layer``.
 
     Args:
@@ -202,8 +208,10 @@ def visualize(model: ExplorableModel | keras.Model, layer: str | None,
         batch_size: images per batch; default ``default_batch_size``. Does not change results.
         cache_dir: folder of the disk cache; units found there are not computed again and
             finished batches are written there.
-        callback: progress object (``on_begin``, ``__call__(Progress)``, ``on_end``; see
-            ``optimize``); setting its ``stop_requested`` stops after the current step.
+        callback: ``callback(done, total, stage)`` (``engine.progress``), ``done`` counted
+            in filters (fractional while a batch runs) of ``len(filters)``; its optional
+            ``publish(part)`` gets each finished batch (and the filters found in the cache) as
+            an ``ActMaxResult``; setting its ``stop_requested`` stops after the current step.
 
     Returns:
         ``ActMaxResult`` in the order of ``filters``; after a stop, only the finished ones.
@@ -221,7 +229,8 @@ def visualize(model: ExplorableModel | keras.Model, layer: str | None,
 
 
 def run(request: Request, *, batch_size: int | None = None,
-        cache_dir: str | os.PathLike | None = None, callback=None) -> ActMaxResult:
+        cache_dir: str | os.PathLike | None = None,
+        callback: Progress | None = None) -> ActMaxResult:
     """Compute a ``Request`` (see ``visualize`` for the arguments and the result)."""
     settings, units = request.settings, list(request.units)
     cache = request.cache(cache_dir) if cache_dir is not None else None
@@ -230,32 +239,27 @@ def run(request: Request, *, batch_size: int | None = None,
     batch_size = batch_size or default_batch_size(settings.size, len(todo) or 1)
     description = request.objective.description
 
-    if callback is not None and hasattr(callback, "on_begin"):
-        callback.on_begin(len(units), settings.steps)
+    noun = request.noun
     if callback is not None and done:
-        found = ActMaxResult.concatenate(list(done.values()), settings.steps, settings.size,
-                                         description)
-        callback(Progress(len(done), len(units), settings.steps, settings.steps,
-                          tuple(int(u) for u in found.units), found))
+        publish(callback, ActMaxResult.concatenate(list(done.values()), settings.steps,
+                                                   settings.size, description))
+        report(callback, len(done), len(units), "found in the cache")
     if todo:
         optimizer = optimizer_for(request.model, request.objective, request.measure, settings)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         result = optimizer.run(batch, steps=settings.steps, seed=settings.seed,
-                               callback=callback, units_done=len(done), units_total=len(units))
+                               callback=callback, units_done=len(done), units_total=len(units),
+                               noun=noun)
         if result is None:
             break
         if cache is not None:
             cache.save(result)
         for i, unit in enumerate(batch):
             done[unit] = result.select([i])
-        if callback is not None:
-            callback(Progress(len(done), len(units), settings.steps, settings.steps,
-                              tuple(batch), result))
-    result = _in_order(done, units, settings, description)
-    if callback is not None and hasattr(callback, "on_end"):
-        callback.on_end(result)
-    return result
+        publish(callback, result)
+        report(callback, len(done), len(units), "batch finished")
+    return _in_order(done, units, settings, description)
 
 
 def cached(request: Request, cache_dir: str | os.PathLike) -> ActMaxResult:

@@ -17,22 +17,21 @@ import hashlib
 import json
 import os
 import re
-import threading
 import uuid
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from engine.actmax.optimize import ALGORITHM_VERSION, ActMaxResult
+from engine.cache import BoundedCache
 
-
-# (path, mtime, size) -> the result read from it; bounded, shared by every cache object.
-_memo: "OrderedDict[tuple, ActMaxResult]" = OrderedDict()
-_memo_lock = threading.Lock()
 _MEMO_SIZE = 4096
+# (path, mtime, size) -> the result read from it; shared by every cache object.
+_memo: "BoundedCache[ActMaxResult]" = BoundedCache(_MEMO_SIZE)
+# What reading a damaged or half-copied file raises.
+_UNREADABLE = (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError)
 
 
 def _digest(text: str, n: int = 16) -> str:
@@ -74,17 +73,10 @@ class ActMaxCache:
             except OSError:
                 continue
             stamp = (str(path), stat.st_mtime_ns, stat.st_size)
-            with _memo_lock:
-                result = _memo.get(stamp)
-            if result is None:
-                result = _read(path, int(unit))
-                if result is None:
-                    continue  # damaged or half-copied: compute it again
-                with _memo_lock:
-                    _memo[stamp] = result
-                    while len(_memo) > _MEMO_SIZE:
-                        _memo.popitem(last=False)
-            found[int(unit)] = result
+            try:
+                found[int(unit)] = _memo.get_or_build(stamp, lambda: _read(path, int(unit)))
+            except _UNREADABLE:
+                continue  # damaged or half-copied: compute it again
         return found
 
     def missing(self, units: Iterable[int]) -> list[int]:
@@ -122,14 +114,12 @@ def stored_settings(folder: str | os.PathLike, model_key: str, layer: str) -> li
     return found
 
 
-def _read(path: Path, unit: int) -> ActMaxResult | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return ActMaxResult(np.array([unit]), data["image"][None], data["activation"][None],
-                                data["initial"][None], data["history"][None],
-                                str(data["objective"]))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError):
-        return None
+def _read(path: Path, unit: int) -> ActMaxResult:
+    """Raises one of ``_UNREADABLE`` for a damaged file."""
+    with np.load(path, allow_pickle=False) as data:
+        return ActMaxResult(np.array([unit]), data["image"][None], data["activation"][None],
+                            data["initial"][None], data["history"][None],
+                            str(data["objective"]))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -10,8 +10,6 @@ after it) avoids tiling artefacts at the image border.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,9 +17,10 @@ import numpy as np
 import tensorflow as tf
 
 from engine.actmax.network import LayerTaps
-from engine.actmax.optimize import Progress
+from engine.cache import BoundedCache
 from engine.errors import InvalidImageError, InvalidModelError
 from engine.models.explorable import ExplorableModel
+from engine.progress import Progress, report, stop_requested
 
 
 @dataclass(frozen=True)
@@ -89,30 +88,21 @@ class _Dreamer:
         return tf.clip_by_value(image + step_size * grad, 0.0, 1.0), score
 
 
-_dreamers: "OrderedDict[tuple, _Dreamer]" = OrderedDict()
-_dreamers_lock = threading.Lock()
+_dreamers: "BoundedCache[_Dreamer]" = BoundedCache(4)
 
 
 def _dreamer(model: ExplorableModel, layer: str, channels: Sequence[int] | None) -> _Dreamer:
-    """A cached ``_Dreamer``, so a second dream on the same layer does not trace again."""
+    """A cached ``_Dreamer``, so a second dream on the same layer does not trace again (the
+    key's ``id(model)`` is safe: the dreamer holds the model)."""
     key = (id(model), layer, None if channels is None else tuple(int(c) for c in channels))
-    with _dreamers_lock:
-        found = _dreamers.get(key)
-        if found is not None and found.taps.model is model:
-            _dreamers.move_to_end(key)
-            return found
-    dreamer = _Dreamer(model, layer, channels)
-    with _dreamers_lock:
-        _dreamers[key] = dreamer
-        while len(_dreamers) > 4:
-            _dreamers.popitem(last=False)
-    return dreamer
+    return _dreamers.get_or_build(key, lambda: _Dreamer(model, layer, channels))
 
 
 def deep_dream(model: ExplorableModel, image: np.ndarray, layer: str, *,
                octaves: int = 3, steps: int = 20, octave_scale: float = 1.4,
                step_size: float = 0.02, channels: Sequence[int] | None = None,
-               max_side: int = 512, seed: int = 0, callback=None) -> np.ndarray:
+               max_side: int = 512, seed: int = 0,
+               callback: Progress | None = None) -> np.ndarray:
     """Amplify what ``layer`` sees in ``image``.
 
     Args:
@@ -121,9 +111,9 @@ def deep_dream(model: ExplorableModel, image: np.ndarray, layer: str, *,
         layer: a layer with a feature map.
         octaves, steps, octave_scale, step_size, max_side, seed: see ``DreamSettings``.
         channels: amplify only these channels of the layer (default: all).
-        callback: progress object as for ``visualize``: ``on_begin(octaves, steps)``,
-            ``__call__(Progress)`` after every step (``batch`` holds the octave index),
-            ``on_end(image)``; ``stop_requested`` stops early and returns the image so far.
+        callback: ``callback(done, total, stage)`` after every step (``engine.progress``):
+            ``done`` in octaves (fractional within one) of ``octaves``; its
+            ``stop_requested`` stops early and returns the image so far.
 
     Returns:
         (H', W', 3) uint8: the dreamed image, at the original size unless it was larger than
@@ -146,23 +136,18 @@ def deep_dream(model: ExplorableModel, image: np.ndarray, layer: str, *,
     h, w = int(round(h * factor)), int(round(w * factor))
     x = tf.constant(image[None].astype(np.float32) / 255.0)
     rng = np.random.default_rng(settings.seed)
-    if callback is not None and hasattr(callback, "on_begin"):
-        callback.on_begin(settings.octaves, settings.steps)
     stopped = False
     for octave, size in enumerate(settings.sizes(h, w)):
         x = tf.image.resize(x, size, antialias=True)
         for step in range(settings.steps):
             shift = rng.integers(-settings.jitter, settings.jitter + 1, 2).astype(np.int32)
             x, _ = dreamer.step(x, tf.constant(settings.step_size), tf.constant(shift))
-            if callback is not None:
-                callback(Progress(octave, settings.octaves, step + 1, settings.steps, (octave,)))
-                if getattr(callback, "stop_requested", False):
-                    stopped = True
-                    break
+            report(callback, octave + (step + 1) / settings.steps, settings.octaves,
+                   f"Octave {octave + 1} of {settings.octaves}, step {step + 1}")
+            if stop_requested(callback):
+                stopped = True
+                break
         if stopped:
             break
     x = tf.image.resize(x, (h, w), antialias=True)
-    out = np.clip(np.round(x[0].numpy() * 255.0), 0, 255).astype(np.uint8)
-    if callback is not None and hasattr(callback, "on_end"):
-        callback.on_end(out)
-    return out
+    return np.clip(np.round(x[0].numpy() * 255.0), 0, 255).astype(np.uint8)

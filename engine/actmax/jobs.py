@@ -12,31 +12,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from engine.actmax.optimize import ActMaxResult, Progress
-from engine.jobs import Job
-
-
-class _JobCallback:
-    """``actmax.run``'s callback protocol, reporting to a ``Job``."""
-
-    def __init__(self, job: Job):
-        self.job = job
-
-    @property
-    def stop_requested(self) -> bool:
-        return self.job.cancelled
-
-    def on_begin(self, units_total: int, steps: int) -> None:
-        self.job.report(0, units_total, detail=Progress(0, units_total, 0, steps), check=False)
-
-    def __call__(self, progress: Progress) -> None:
-        if progress.finished is not None:
-            self.job.publish(progress.finished)
-        self.job.report(progress.fraction * progress.units_total, progress.units_total,
-                        detail=progress, check=False)
-
-    def on_end(self, result: ActMaxResult) -> None:
-        pass
+from engine.actmax.optimize import ActMaxResult
+from engine.jobs import Job, JobProgress
 
 
 def layer_work(request, cache_dir: str | os.PathLike, *, batch_size: int | None = None
@@ -47,7 +24,7 @@ def layer_work(request, cache_dir: str | os.PathLike, *, batch_size: int | None 
 
     def work(job: Job) -> ActMaxResult:
         return actmax.run(request, cache_dir=cache_dir, batch_size=batch_size,
-                          callback=_JobCallback(job))
+                          callback=JobProgress(job))
 
     return work
 

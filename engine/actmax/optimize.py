@@ -12,15 +12,10 @@ rendered and updated at full size, but the network sees it downsampled, which co
 the arithmetic at half the side, and the broad layout settles before the details. Layers
 that need the model's own input size (after ``Flatten``, the class scores) always get it.
 
-Progress goes to a callback object (after Keras and tf-keras-vis)::
-
-    class Callback:
-        stop_requested = False              # set True to stop after the current step
-        def on_begin(self, units_total, steps): ...
-        def __call__(self, progress: Progress): ...   # every step, and when a batch ends
-        def on_end(self, result: ActMaxResult): ...
-
-The engine knows nothing about who listens.
+Progress goes to the engine's one progress callback (``engine.progress``) after every step:
+``callback(done, total, stage)`` with ``done`` counted in units (fractional while a batch
+runs); setting its ``stop_requested`` stops after the current step. The engine knows nothing
+about who listens.
 """
 
 from __future__ import annotations
@@ -29,7 +24,6 @@ import dataclasses
 import json
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -40,7 +34,9 @@ from engine.actmax import transforms as tfm
 from engine.actmax.network import LayerTaps
 from engine.actmax.objectives import Objective, Tensors
 from engine.actmax.param import PARAMETERISATIONS, make_parameterization
+from engine.cache import BoundedCache
 from engine.models.explorable import ExplorableModel
+from engine.progress import Progress, report, stop_requested
 
 #: Bump when a change to the algorithm changes results, so old disk caches are not reused.
 ALGORITHM_VERSION = 1
@@ -169,35 +165,6 @@ class ActMaxResult:
                             np.concatenate([p.history for p in parts]), objective)
 
 
-@dataclass(frozen=True)
-class Progress:
-    """What a callback is told.
-
-    Attributes:
-        units_done: units finished so far (cached ones included).
-        units_total: units asked for.
-        step: steps done in the current batch.
-        steps: steps per batch.
-        batch: the units of the current batch.
-        finished: the batch that just finished (``None`` while a batch runs).
-    """
-
-    units_done: int
-    units_total: int
-    step: int
-    steps: int
-    batch: tuple[int, ...] = ()
-    finished: ActMaxResult | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Share of the whole job done, in [0, 1]."""
-        if not self.units_total:
-            return 1.0
-        running = len(self.batch) * self.step / max(self.steps, 1) if self.finished is None else 0
-        return min(1.0, (self.units_done + running) / self.units_total)
-
-
 class BatchOptimizer:
     """Optimises batches of images for one model, objective and settings.
 
@@ -286,15 +253,17 @@ class BatchOptimizer:
 
     # -------------------------------------------------------------------------------- run
     def run(self, units: Sequence[int], *, steps: int | None = None, seed: int | None = None,
-            callback=None, units_done: int = 0, units_total: int | None = None
-            ) -> ActMaxResult | None:
+            callback: Progress | None = None, units_done: int = 0,
+            units_total: int | None = None, noun: str = "units") -> ActMaxResult | None:
         """Optimise one batch: image i maximises unit ``units[i]``.
 
         Args:
             units: the units of this batch.
             steps, seed: override ``settings.steps`` and ``settings.seed``.
             callback: see the module docstring; told every step.
-            units_done, units_total: the job's counts, passed on in ``Progress``.
+            units_done, units_total: the job's counts: ``done`` goes from ``units_done`` to
+                ``units_done + len(units)`` of ``units_total``.
+            noun: what the units are called in the stage (``"filters"``).
 
         Returns:
             The batch's result, or ``None`` when the callback asked to stop.
@@ -320,10 +289,10 @@ class BatchOptimizer:
                         tf.constant([s.seed, step], tf.int32))
                     history[:, step] = measure.numpy()
                     step += 1
-                    if callback is not None:
-                        callback(Progress(units_done, units_total, step, s.steps, tuple(units)))
-                        if getattr(callback, "stop_requested", False):
-                            return None
+                    report(callback, units_done + len(units) * step / s.steps, units_total,
+                           f"current batch: {len(units)} {noun}, step {step}/{s.steps}")
+                    if stop_requested(callback):
+                        return None
             images = _to_uint8(self._render(params).numpy())
             return ActMaxResult(np.asarray(units, np.int64), images,
                                 self.evaluate(images, units), self.evaluate(start, units),
@@ -351,27 +320,18 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- optimiser cache
-_optimizers: "OrderedDict[tuple, BatchOptimizer]" = OrderedDict()
-_optimizers_lock = threading.Lock()
 _MAX_OPTIMIZERS = 6
+_optimizers: "BoundedCache[BatchOptimizer]" = BoundedCache(_MAX_OPTIMIZERS)
 
 
 def optimizer_for(model: ExplorableModel, objective: Objective, measure: Objective,
                   settings: Settings) -> BatchOptimizer:
     """A cached ``BatchOptimizer``: its traced steps are reused by later calls with the same
     model, objective and settings. The steps count and the seed do not change the graphs, so
-    an optimiser may come back with other values of those two: pass them to ``run``."""
+    an optimiser may come back with other values of those two: pass them to ``run``. (The
+    key's ``id(model)`` is safe: the optimiser holds the model.)"""
     graph_settings = dataclasses.replace(settings, steps=0, seed=0)
     key = (id(model), objective.description, measure.description,
            json.dumps(graph_settings.key(), sort_keys=True))
-    with _optimizers_lock:
-        found = _optimizers.get(key)
-        if found is not None and found.model is model:
-            _optimizers.move_to_end(key)
-            return found
-    optimizer = BatchOptimizer(model, objective, measure, settings)
-    with _optimizers_lock:
-        _optimizers[key] = optimizer
-        while len(_optimizers) > _MAX_OPTIMIZERS:
-            _optimizers.popitem(last=False)
-    return optimizer
+    return _optimizers.get_or_build(
+        key, lambda: BatchOptimizer(model, objective, measure, settings))

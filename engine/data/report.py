@@ -31,8 +31,6 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -40,6 +38,7 @@ from engine.data import duplicates
 from engine.data.dataset import Dataset, DatasetFile, SkippedFile
 from engine.errors import InvalidImageError
 from engine.images import MAX_BYTES, MAX_PIXELS, load_image
+from engine.progress import Progress, report, report_each_percent
 
 REPORT_VERSION = 1
 REPORT_DIR = "report"
@@ -61,9 +60,6 @@ MAX_EXAMPLE_PAIRS = 200
 SCOPES = ("across splits", "across classes", "within class")
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _CHUNK = 512
-
-Progress = Callable[[int, int, str], None]
-
 
 @dataclass(frozen=True)
 class DuplicatePair:
@@ -182,15 +178,13 @@ def inspect(dataset: Dataset, callback: Progress | None = None, *,
     if use_cache and dataset.folder is not None:
         cached = load_report(dataset)
         if cached is not None:
-            if callback:
-                callback(1, 1, "done")
+            report(callback, 1, 1, "done")
             return cached
-    report = _compute(dataset, callback)
+    found = _compute(dataset, callback)
     if dataset.folder is not None:
-        _save(report, dataset.folder / REPORT_DIR)
-    if callback:
-        callback(1, 1, "done")
-    return report
+        _save(found, dataset.folder / REPORT_DIR)
+    report(callback, 1, 1, "done")
+    return found
 
 
 def load_report(dataset: Dataset) -> DatasetReport | None:
@@ -312,11 +306,9 @@ def _compute(dataset: Dataset, callback: Progress | None) -> DatasetReport:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         for done, file in enumerate(dataset.files, 1):
             scan.add(file, dataset.path_of(file), file.path in samples)
-            if callback and (done == total or done % max(1, total // 100) == 0):
-                callback(done, total, "reading images")
+            report_each_percent(callback, done, total, "reading images")
     scan.flush()
-    if callback:
-        callback(0, 1, "near duplicates")
+    report(callback, 0, 1, "near duplicates")
     return _assemble(dataset, scan, start)
 
 

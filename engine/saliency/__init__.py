@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.models.explorable import ExplorableModel
-from engine.saliency.base import Progress, SaliencyMethod
+from engine.progress import Progress
+from engine.saliency.base import SaliencyMethod
 from engine.saliency.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from engine.saliency.gradients import (Completeness, GradientXInput, IntegratedGradients,
                                        SmoothGrad, VanillaGradients)
@@ -70,7 +71,8 @@ def explain(model: ExplorableModel, images, method: str = "gradcam", target=None
         layer: the layer of the CAM family (a path such as ``"vgg16/block5_conv3"``); ``None``
             picks ``default_cam_layer``. Ignored by the other methods.
         batch_size: inputs per forward pass (samples, steps, masks or patches).
-        progress: ``progress(done, total)`` after each batch.
+        progress: ``progress(done, total, stage)`` after each batch (``engine.progress``; the
+            stage is the method's title).
         details: return an ``Explanation`` (the maps and, for Integrated Gradients, its
             completeness) instead of the maps alone.
         precision: ``"auto"`` (bfloat16 where the hardware has fast bfloat16 arithmetic,

@@ -20,20 +20,17 @@ reduce their gradients).
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import tensorflow as tf
 
 from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
+from engine.progress import Progress, report
 from engine.saliency.graph import (as_numpy, batches, default_cam_layer, forward_graph,
                                    resolve_precision)
 from engine.saliency.targets import TopClass, resolve_classes
-
-#: ``progress(done, total)``: called after each batch; ``done == total`` at the end.
-Progress = Callable[[int, int], None]
-
 
 class SaliencyMethod:
     """A saliency method: images and a target in, one map per image out.
@@ -73,7 +70,7 @@ class SaliencyMethod:
         self.model = model
         self.layer = (layer or default_cam_layer(model.keras_model)) if self.uses_layer else None
         self.batch_size = max(1, int(batch_size))
-        self.progress = progress or (lambda done, total: None)
+        self.progress = progress
         self.settings = {**self.options, **options}
         self.graph = forward_graph(model, self.layer)
         # The many-input passes of a method that averages over them (noisy samples, masks) may
@@ -81,6 +78,11 @@ class SaliencyMethod:
         self.precision = resolve_precision(precision) if self.reduced_precision else "float32"
         self.batch_graph = (self.graph if self.precision == "float32"
                             else forward_graph(model, None, self.precision))
+
+    def batch_done(self, done: int, total: int) -> None:
+        """Tell the progress callback that ``done`` of the ``total`` batches are finished (the
+        stage is the method's title)."""
+        report(self.progress, done, total, self.title)
 
     # ------------------------------------------------------------------------- the template
     def __call__(self, images, target=None) -> np.ndarray:
@@ -147,7 +149,7 @@ class CamMethod(SaliencyMethod):
             _check_grid(activations, self.layer)
             weights = self.weights(activations, gradients)
             maps.append(np.maximum((weights * activations).sum(axis=-1), 0.0))
-            self.progress(done, len(parts))
+            self.batch_done(done, len(parts))
         return np.concatenate(maps)
 
     def weights(self, activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
@@ -191,7 +193,7 @@ class InputGradientMethod(SaliencyMethod):
                                                       tf.constant(classes[owners[s]], tf.int32))
             weighted = self.reduce(as_numpy(gradients)) * weights[s][:, None, None, None]
             np.add.at(means, owners[s], weighted)
-            self.progress(done, len(parts))
+            self.batch_done(done, len(parts))
         return means
 
     def attribute(self, x, classes):

@@ -97,12 +97,12 @@ class ScoreCAM(CamMethod):
             for s in batches(len(masks), self.batch_size):
                 scores[s] = self._class_probability(x[i], masks[s], classes[i])
                 done += 1
-                self.progress(done, total)
+                self.batch_done(done, total)
             if (source < 0).any():
                 blank = np.zeros((1,) + x.shape[1:3], np.float32)
                 scores[-1] = self._class_probability(x[i], blank, classes[i])[0]
             done += 1
-            self.progress(done, total)
+            self.batch_done(done, total)
             cam = (activations[i][..., keep] * scores[source]).sum(axis=-1)
             maps.append(np.maximum(cam, 0.0))
         return np.stack(maps)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.models.explorable import ExplorableModel
+from engine.progress import Progress, report
 from engine.saliency import explain
-from engine.saliency.base import Progress, resize_map
+from engine.saliency.base import resize_map
 from engine.saliency.metrics import box_area_share, pointing_game, saliency_in_boxes
 
 
@@ -58,7 +59,8 @@ def dataset_saliency(model: ExplorableModel, images, labels=None, boxes=None, *,
         method, layer, **options: as for ``explain``.
         size: the common size of the mean maps; default: the model's input size.
         batch_size: images per pass.
-        progress: ``progress(done, total)`` over the images.
+        progress: ``progress(done, total, "explaining images")`` over the images
+            (``engine.progress``).
 
     Returns:
         ``DatasetSaliency``.
@@ -91,8 +93,7 @@ def dataset_saliency(model: ExplorableModel, images, labels=None, boxes=None, *,
             image = prepared[start + k] if prepared is not None else _resized(part[k], size)
             image_sums[c] += image
             counts[c] += 1
-        if progress:
-            progress(min(start + batch_size, n), n)
+        report(progress, min(start + batch_size, n), n, "explaining images")
     safe = np.maximum(counts, 1)
     return DatasetSaliency(
         class_names=list(model.class_names), explained=explained, predicted=predicted,

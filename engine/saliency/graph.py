@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import collections
 import threading
-import weakref
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from engine.cache import BoundedCache, PerModelCache
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
@@ -400,15 +400,11 @@ def _bfloat16_copy(op):
 
 _NORMALIZATION_TYPES = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)
 # One set of copies per model, dropped with the model (held weakly: the graphs hold the model).
-_low_layers: "weakref.WeakKeyDictionary[ExplorableModel, _LowPrecisionLayers]" = \
-    weakref.WeakKeyDictionary()
+_low_layers: "PerModelCache[_LowPrecisionLayers]" = PerModelCache(1)
 
 
 def _low_precision_layers(model: ExplorableModel) -> _LowPrecisionLayers:
-    with _lock:
-        if model not in _low_layers:
-            _low_layers[model] = _LowPrecisionLayers()
-        return _low_layers[model]
+    return _low_layers.get_or_build(model, "copies", _LowPrecisionLayers)
 
 
 def resolve_precision(precision: str) -> str:
@@ -428,8 +424,7 @@ def resolve_precision(precision: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- the cache
-_graphs: "collections.OrderedDict[tuple, ForwardGraph]" = collections.OrderedDict()
-_lock = threading.Lock()
+_graphs: "BoundedCache[ForwardGraph]" = BoundedCache(_CACHE_SIZE)
 
 
 def forward_graph(model: ExplorableModel, layer: str | None = None,
@@ -438,18 +433,8 @@ def forward_graph(model: ExplorableModel, layer: str | None = None,
     (traced functions are reused by every later call on the same model, which is where the
     speed comes from)."""
     # id() is safe as a key: the entry holds the model, so the id cannot be reused meanwhile.
-    key = (id(model), layer, precision)
-    with _lock:
-        graph = _graphs.get(key)
-        if graph is not None and graph.model is model:
-            _graphs.move_to_end(key)
-            return graph
-    graph = ForwardGraph(model, layer, precision)
-    with _lock:
-        _graphs[key] = graph
-        while len(_graphs) > _CACHE_SIZE:
-            _graphs.popitem(last=False)
-    return graph
+    return _graphs.get_or_build((id(model), layer, precision),
+                                lambda: ForwardGraph(model, layer, precision))
 
 
 def batches(n: int, size: int) -> list[slice]:

@@ -76,7 +76,7 @@ class Occlusion(SaliencyMethod):
                     drops[y:y + p, xx:xx + p] += base - score
                     counts[y:y + p, xx:xx + p] += 1.0
                 done += 1
-                self.progress(done, total)
+                self.batch_done(done, total)
             maps.append(np.maximum(drops / np.maximum(counts, 1.0), 0.0))
         return np.stack(maps)
 

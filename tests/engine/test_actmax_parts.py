@@ -140,33 +140,40 @@ def test_rotation_and_scale_keep_the_centre_and_are_shared_by_the_batch():
 
 # ------------------------------------------------------------------ cache and callbacks
 class Recorder:
+    """A progress callback (``engine.progress``) that keeps every report and every published
+    batch, and asks to stop after ``stop_after_batches`` batches."""
+
     def __init__(self, stop_after_batches=None):
-        self.begun, self.steps, self.batches, self.ended = [], 0, [], None
+        self.calls, self.batches = [], []
         self.stop_after_batches = stop_after_batches
         self.stop_requested = False
 
-    def on_begin(self, units_total, steps):
-        self.begun.append((units_total, steps))
+    def __call__(self, done, total, stage):
+        self.calls.append((done, total, stage))
 
-    def __call__(self, progress):
-        if progress.finished is None:
-            self.steps += 1
-        else:
-            self.batches.append(list(progress.finished.units))
-            if self.stop_after_batches and len(self.batches) >= self.stop_after_batches:
-                self.stop_requested = True
+    def publish(self, part):
+        self.batches.append(list(part.units))
+        if self.stop_after_batches and len(self.batches) >= self.stop_after_batches:
+            self.stop_requested = True
 
-    def on_end(self, result):
-        self.ended = result
+    @property
+    def steps(self):
+        return sum(stage.startswith("current batch") for _, _, stage in self.calls)
 
 
 def test_callback_hears_every_step_and_batch(demo):
     recorder = Recorder()
     result = visualize(demo, "block1_conv1", [0, 1, 2], steps=3, size=16, batch_size=2,
                        callback=recorder)
-    assert recorder.begun == [(3, 3)]
     assert recorder.steps == 6 and recorder.batches == [[0, 1], [2]]
-    assert list(recorder.ended.units) == [0, 1, 2] and len(result) == 3
+    assert list(result.units) == [0, 1, 2]
+    # ``done`` counts filters: each step of the batch of 2 moves it by 2/3, of the last one by 1/3.
+    steps = [call for call in recorder.calls if call[2].startswith("current batch")]
+    np.testing.assert_allclose([done for done, _, _ in steps],
+                               [2 / 3, 4 / 3, 2, 2 + 1 / 3, 2 + 2 / 3, 3])
+    assert steps[0][1:] == (3, "current batch: 2 filters, step 1/3")
+    assert steps[-1][1:] == (3, "current batch: 1 filters, step 3/3")
+    assert recorder.calls[-1] == (3, 3, "batch finished")
 
 
 def test_stopping_keeps_the_finished_batches(demo):
@@ -293,7 +300,11 @@ def test_deep_dream_amplifies_the_layer(demo):
     recorder = Recorder()
     dreamed = deep_dream(demo, image, "block3_conv1", octaves=2, steps=6, callback=recorder)
     assert dreamed.shape == image.shape and dreamed.dtype == np.uint8
-    assert recorder.begun == [(2, 6)] and recorder.steps == 12
+    # ``done`` counts octaves: each of the 6 steps of an octave moves it by 1/6.
+    np.testing.assert_allclose([done for done, _, _ in recorder.calls],
+                               np.arange(1, 13) / 6)
+    assert recorder.calls[0][1:] == (2, "Octave 1 of 2, step 1")
+    assert recorder.calls[-1][1:] == (2, "Octave 2 of 2, step 6")
     network = demo.keras_model
     cut = keras.Model(network.inputs, network.get_layer("block3_conv1").output)
     resized = demo.prepare([image, dreamed]) / 255.0

@@ -127,7 +127,7 @@ def test_cam_methods_match_tf_keras_vis(name, net, model, images):
     ours_full = explain(model, images, name, list(classes), "conv2", precision="float32")
     assert ours_grid.shape == theirs_grid.shape == (3, 12, 12)
     for i in range(len(images)):
-        # The issue asks r >= 0.99; the same formula on the same grid gives equal maps up to
+        # The bar is r >= 0.99; the same formula on the same grid gives equal maps up to
         # float rounding, and 0.999 also catches a Score-CAM that masks the pixels instead of
         # the network input (r ~ 0.998 here, 0.96 on a trained MobileNet).
         assert _pearson(normalize(ours_grid[i]), theirs_grid[i]) >= 0.999
@@ -196,7 +196,7 @@ def test_bfloat16_smoothgrad_stays_faithful_to_tf_keras_vis(net, model, images):
 
 
 def test_bfloat16_score_cam_stays_faithful_to_tf_keras_vis(net, model, images):
-    """The issue's bar for Score-CAM: r >= 0.99 against tf-keras-vis at the layer's grid."""
+    """The bar for Score-CAM: r >= 0.99 against tf-keras-vis at the layer's grid."""
     classes = _top_classes(model, images)
     theirs = np.asarray(_tfkv("scorecam", net, images, classes, expand=False))
     x = model.prepare(images)
@@ -440,11 +440,12 @@ def test_the_user_model_is_not_modified(name, precision, images):
 def test_samples_steps_and_masks_run_in_batches(model, images):
     calls = []
     explain(model, images[:1], "integrated_gradients", steps=64, batch_size=32,
-            progress=lambda done, total: calls.append((done, total)))
-    assert calls == [(1, 2), (2, 2)]   # 64 steps, two passes of 32
+            progress=lambda done, total, stage: calls.append((done, total, stage)))
+    # 64 steps, two passes of 32
+    assert calls == [(1, 2, "Integrated Gradients"), (2, 2, "Integrated Gradients")]
     calls.clear()
     explain(model, images, "smoothgrad", samples=10, batch_size=16,
-            progress=lambda done, total: calls.append((done, total)))
+            progress=lambda done, total, stage: calls.append((done, total)))
     assert calls[-1] == (2, 2)         # 3 images x 10 samples = 30 inputs, two passes
 
 

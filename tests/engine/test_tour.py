@@ -76,8 +76,8 @@ def test_a_model_without_maps_has_no_tour_layers():
 def test_the_recorder_turns_running_means_back_into_batch_values():
     config = QuickFitConfig(n_train=20, batch_size=8, epochs=1)
     result = QuickFitResult(model=None)
-    seen = []
-    recorder = _Recorder(config, result, seen.append, lambda: False)
+    seen = _Collect()
+    recorder = _Recorder(config, result, seen)
     recorder.on_epoch_begin(0)
     # Batches of 8, 8 and 4 images with losses 1, 2, 4 and accuracies 0.5, 1, 0: Keras reports
     # the means weighted by images since the epoch began.
@@ -104,18 +104,23 @@ def test_silhouettes_are_the_objects_of_the_demo_images():
 
 
 class _Collect(list):
-    """A callback that keeps every point and asks to stop after ``stop_after`` batches."""
+    """A progress callback that keeps every published point and every report, and asks to stop
+    after ``stop_after`` batches."""
 
     def __init__(self, stop_after=None):
         super().__init__()
         self.stop_after = stop_after
+        self.reports = []
 
     @property
     def stop_requested(self):
         batches = sum(isinstance(p, BatchPoint) for p in self)
         return self.stop_after is not None and batches >= self.stop_after
 
-    def __call__(self, point):
+    def __call__(self, done, total, stage):
+        self.reports.append((done, total, stage))
+
+    def publish(self, point):
         self.append(point)
 
 
@@ -130,6 +135,11 @@ def test_quick_fit_reports_every_batch_and_every_epoch_the_same_way_every_time()
     assert [p.step for p in batches] == [1, 2, 3, 4, 5, 6]
     assert [p.epoch for p in batches] == [1, 1, 1, 2, 2, 2]
     assert [p.epoch for p in epochs] == [0, 1, 2]
+    # 24 images in batches of 8, 2 epochs: 6 weight updates, each told in words.
+    assert seen.reports[:2] == [(0, 6, "tested on the unseen shapes before training"),
+                                (1, 6, "practice batch 1 of 6 (epoch 1)")]
+    assert seen.reports[-1] == (6, 6, "tested on the unseen shapes after epoch 2")
+    assert len(seen.reports) == len(seen)  # one report per point
     assert result.points == batches and result.validation == epochs and not result.stopped
     assert all(np.isfinite(p.loss) and 0 <= p.accuracy <= 1 for p in batches)
     probabilities = result.predict(demo_data(SMALL, validation=True)[0][:3])
