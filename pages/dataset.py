@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import streamlit as st
 
+from engine.cache import BoundedCache
 from engine.data import (
+    NOVEL_CLASS_NAMES,
+    NOVEL_SMALL_TEST_PER_CLASS,
+    NOVEL_SMALL_TRAIN_PER_CLASS,
+    NOVEL_SMALL_VALIDATION_PER_CLASS,
     Augmentation,
+    Dataset,
     augment_samples,
     delete_dataset,
     export_demo,
+    export_small_novel,
     import_folder,
     import_zip,
     inspect,
@@ -20,6 +29,7 @@ from engine.data import (
 from engine.data.report import SCOPES, TINY_SIDE
 from engine.errors import CNNExplorerError
 from engine.images import load_image, resize_image
+from engine.progress import Progress
 from ui import dataset_figures as figures
 from ui import presenter, state
 from ui.errors import log, shown_errors
@@ -50,6 +60,7 @@ training on them it pays to look at them, because most surprises in training com
 """
 
 DEMO_SIZES = [600, 1200, 3000, 6000, 12000]
+IMAGE_SIDES = [32, 64, 96, 128]
 PAIRS_SHOWN = 6
 SCOPE_TITLES = {"across splits": "Across splits (leakage)",
                 "across classes": "Across classes (conflicting labels)",
@@ -61,16 +72,17 @@ folder = datasets_dir()
 
 # ------------------------------------------------------------------------------------ helpers
 @st.cache_resource(show_spinner=False)
-def _reports() -> dict:
-    """Reports already read in this server process: ``{(folder, key): report}``."""
-    return {}
+def _reports() -> BoundedCache:
+    """Reports already read in this server process: ``(folder, key) -> report``."""
+    return BoundedCache(4)
 
 
 def _report(ds):
     cache = _reports()
     cache_key = (str(ds.folder), ds.key)
-    if cache_key in cache:
-        return cache[cache_key]
+    report = cache.get(cache_key)
+    if report is not None:
+        return report
     report = load_report(ds)
     if report is None:
         # Reading every image is heavy: a job of the server's queue computes the report.
@@ -91,13 +103,11 @@ def _report(ds):
                 st.rerun()
         if report is None:
             return None
-    while len(cache) >= 4:
-        cache.pop(next(iter(cache)))
-    cache[cache_key] = report
+    cache.put(cache_key, report)
     return report
 
 
-def _told(job):
+def _told(job) -> Progress:
     """``inspect``'s progress callback, reporting to a job."""
     def progress(done: int, total: int, stage: str) -> None:
         if stage == "reading images":
@@ -124,7 +134,7 @@ def _augmented(path: str, dataset_key: str, settings: dict, seed: int):
     return augment_samples(image, Augmentation.from_dict(settings), n=8, seed=seed)
 
 
-def _progress_import(run, text: str):
+def _progress_import(run: Callable[[Progress], Dataset], text: str) -> Dataset:
     bar = st.progress(0.0, text=text)
 
     def progress(done: int, total: int, stage: str) -> None:
@@ -196,8 +206,8 @@ def augmentation_preview(ds, report) -> None:
 # ------------------------------------------------------------------------------------- import
 stored = list_datasets(folder)
 with st.expander("Import a data set", expanded=not stored, icon=":material/upload:"):
-    tab_zip, tab_folder, tab_demo = st.tabs(["Upload a zip", "Folder on the server",
-                                             "Demo shapes"])
+    tab_zip, tab_folder, tab_demo, tab_novel = st.tabs(["Upload a zip", "Folder on the server",
+                                                        "Demo shapes", "New shapes (small)"])
     with tab_zip:
         st.caption("A .zip of class folders (cats/…, dogs/…), optionally inside train/, "
                    "validation/ and test/ folders. Hidden files, non-images and damaged "
@@ -236,7 +246,7 @@ with st.expander("Import a data set", expanded=not stored, icon=":material/uploa
     with tab_demo:
         cols = st.columns(2)
         n = cols[0].select_slider("Images", DEMO_SIZES, value=600, key="dataset_demo_n")
-        side = cols[1].select_slider("Size (pixels)", [32, 64, 96, 128], value=64,
+        side = cols[1].select_slider("Size (pixels)", IMAGE_SIDES, value=64,
                                      key="dataset_demo_side")
         st.caption("Six shape classes on cluttered backgrounds (the demo model's data), split "
                    "70/15/15 into train, validation and test; each object's box is kept. "
@@ -245,6 +255,23 @@ with st.expander("Import a data set", expanded=not stored, icon=":material/uploa
             with shown_errors("The demo data set was not created: "):
                 ds = _progress_import(
                     lambda cb: export_demo(folder, n, size=side, callback=cb, mirrors=True),
+                    "Drawing shapes...")
+                _chose(ds)
+    with tab_novel:
+        cols = st.columns(2)
+        per_class = cols[0].number_input("Training images per class", 1, 2000,
+                                         NOVEL_SMALL_TRAIN_PER_CLASS, key="dataset_novel_train")
+        side = cols[1].select_slider("Size (pixels)", IMAGE_SIDES, value=64,
+                                     key="dataset_novel_side")
+        st.caption(md_escape(
+            f"Six shapes the demo model never saw ({', '.join(NOVEL_CLASS_NAMES)}) on the same "
+            f"cluttered backgrounds, with {NOVEL_SMALL_VALIDATION_PER_CLASS} validation and "
+            f"{NOVEL_SMALL_TEST_PER_CLASS} test images per class: few examples to learn from, "
+            "enough to score on. Augmentation starts as both flips and the diagonal mirror."))
+        if st.button("Create the new shapes data set", key="dataset_novel_go"):
+            with shown_errors("The new shapes data set was not created: "):
+                ds = _progress_import(
+                    lambda cb: export_small_novel(folder, int(per_class), size=side, callback=cb),
                     "Drawing shapes...")
                 _chose(ds)
 

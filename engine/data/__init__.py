@@ -1,13 +1,19 @@
-"""Data sets: the procedural shapes set the demo model is trained on; importing image data
-sets (zip, folder), their sanity report and streaming them with tf.data."""
+"""Data sets: the procedural shapes set the demo model is trained on (and a family of shapes it
+never saw); importing image data sets (zip, folder), their sanity report and streaming them with
+tf.data."""
 
 from engine.data.dataset import (
+    NOVEL_SMALL_SEED,
+    NOVEL_SMALL_TEST_PER_CLASS,
+    NOVEL_SMALL_TRAIN_PER_CLASS,
+    NOVEL_SMALL_VALIDATION_PER_CLASS,
     Dataset,
     DatasetFile,
     SkippedFile,
     ZipLimits,
     delete_dataset,
     export_demo,
+    export_small_novel,
     import_folder,
     import_zip,
     list_datasets,
@@ -25,7 +31,10 @@ from engine.data.pipeline import (
 from engine.data.report import DatasetReport, DuplicatePair, inspect, load_report
 from engine.data.shapes import (
     CLASS_NAMES,
+    FAMILIES,
+    NOVEL_CLASS_NAMES,
     ShapesBatch,
+    family_class_names,
     make_shape_image,
     make_shape_mask,
     make_shapes,
@@ -34,7 +43,10 @@ from engine.data.shapes import (
 
 __all__ = [
     "CLASS_NAMES",
+    "FAMILIES",
+    "NOVEL_CLASS_NAMES",
     "ShapesBatch",
+    "family_class_names",
     "make_shape_image",
     "make_shape_mask",
     "make_shapes",
@@ -42,6 +54,10 @@ __all__ = [
     # data sets on disk
     "Augmentation",
     "MIRRORS",
+    "NOVEL_SMALL_SEED",
+    "NOVEL_SMALL_TEST_PER_CLASS",
+    "NOVEL_SMALL_TRAIN_PER_CLASS",
+    "NOVEL_SMALL_VALIDATION_PER_CLASS",
     "Dataset",
     "DatasetFile",
     "DatasetReport",
@@ -52,6 +68,7 @@ __all__ = [
     "augmentation_layers",
     "delete_dataset",
     "export_demo",
+    "export_small_novel",
     "import_folder",
     "import_zip",
     "inspect",

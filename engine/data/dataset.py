@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -32,12 +33,13 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Iterable
 
 from PIL import Image
 
 from engine.errors import InvalidDatasetError, InvalidImageError
 from engine.images import MAX_BYTES, load_image
+from engine.progress import Progress, report_each_percent
 
 MANIFEST = "dataset.json"
 IMAGES = "images"
@@ -57,15 +59,24 @@ ALL = "all"
 #: Files operating systems and archivers leave behind; never part of a data set.
 SYSTEM_FILES = {"__MACOSX", "Thumbs.db", "desktop.ini", "Icon\r"}
 
+#: What ``export_small_novel`` draws per class: few training images, so that the Train page's
+#: "New shapes (small)" is a quick fine-tuning task, and a test split large enough (600 images
+#: in all) for a held-out accuracy to within a few points.
+NOVEL_SMALL_TRAIN_PER_CLASS = 50
+NOVEL_SMALL_VALIDATION_PER_CLASS = 15
+NOVEL_SMALL_TEST_PER_CLASS = 100
+#: Used by no other set of the project (the demo model's seeds are 0, 777, 1000 and 4242).
+NOVEL_SMALL_SEED = 5050
+
+#: Per family: (folder name prefix, data set name).
+_FAMILY_TITLES = {"demo": ("shapes", "Demo shapes"), "novel": ("novel-shapes", "New shapes")}
+
 # TensorFlow decodes these formats and modes exactly as Pillow + load_image would; every other
 # file (transparency, CMYK, 16-bit, EXIF rotation, TIFF...) goes through load_image in tf.data.
 _NATIVE_FORMATS = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "L", "P"}, "GIF": {"P", "L", "RGB"},
                    "BMP": {"RGB"}, "WEBP": {"RGB"}}
 _EXIF_ORIENTATION = 0x0112
 _COPY_CHUNK = 1 << 16
-
-Progress = Callable[[int, int, str], None]
-
 
 @dataclass(frozen=True)
 class ZipLimits:
@@ -289,7 +300,7 @@ def import_folder(path: str | os.PathLike, dest: str | os.PathLike | None = None
             bad.append(SkippedFile(rel, str(exc)))
         else:
             files.append((rel, split, class_name, native))
-        _report(callback, i + 1, total, "checking images")
+        report_each_percent(callback, i + 1, total, "checking images")
     if dest is None:
         return _build(label, "folder", files, skipped + bad, image_root, None, time.time())
     dest = Path(dest)
@@ -306,11 +317,13 @@ def import_folder(path: str | os.PathLike, dest: str | os.PathLike | None = None
 
 def export_demo(dest: str | os.PathLike, n: int = 600, *, size: int = 64, seed: int = 0,
                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-                callback: Progress | None = None, mirrors: bool = False) -> Dataset:
+                callback: Progress | None = None, mirrors: bool = False, family: str = "demo",
+                per_class: tuple[int, int, int] | None = None) -> Dataset:
     """Write the procedural shapes set as a data set with train, validation and test splits.
 
-    Images come from ``engine.data.shapes.make_shapes(n, size=size, seed=seed)``; the object
-    box of every image is kept in ``boxes.json`` (see ``Dataset.boxes``) for saliency checks.
+    Images come from ``engine.data.shapes.make_shapes(n, size=size, seed=seed, family=family)``;
+    the object box of every image is kept in ``boxes.json`` (see ``Dataset.boxes``) for saliency
+    checks. Each family gets its own folder, ``shapes-…`` or ``novel-shapes-…``.
 
     Args:
         dest: the data folder.
@@ -325,56 +338,117 @@ def export_demo(dest: str | os.PathLike, n: int = 600, *, size: int = 64, seed: 
             model was trained with them. From scratch with the default run settings (10
             epochs, 3,000 images at 64 pixels): 53 test errors in 450 with them, 100 without.
             A set that already exists keeps its saved settings.
+        family: ``"demo"`` (the classes the bundled demo model learnt) or ``"novel"`` (six
+            shapes it never saw, ``engine.data.NOVEL_CLASS_NAMES``).
+        per_class: ``(train, validation, test)`` images per class, each >= 1; when given, ``n``
+            and ``fractions`` are not used, and the test and validation images are the same
+            whatever the number of training images.
 
     Returns:
         The data set (reused when it already exists).
-    """
-    from engine.data.shapes import CLASS_NAMES, make_shape_image
 
-    n_classes = len(CLASS_NAMES)
-    if n < 6 * n_classes:
-        raise InvalidDatasetError(f"The demo set needs at least {6 * n_classes} images "
-                                  f"(got {n}); choose a larger size.")
-    per_class = n // n_classes
+    Raises:
+        InvalidDatasetError: too few images, or a split of ``per_class`` below one.
+        ValueError: an unknown family.
+    """
+    from engine.data.shapes import family_class_names, make_shape_image
+
+    names = family_class_names(family)
+    prefix, title = _FAMILY_TITLES[family]
+    n_classes = len(names)
+    if per_class is None:
+        if n < 6 * n_classes:
+            raise InvalidDatasetError(f"The demo set needs at least {6 * n_classes} images "
+                                      f"(got {n}); choose a larger size.")
+        per = n // n_classes
+        n_val, n_test = (max(1, round(per * share)) for share in fractions[1:])
+        counts = (per - n_val - n_test, n_val, n_test)
+    else:
+        counts = tuple(int(c) for c in per_class)
+        if len(counts) != 3 or min(counts) < 1:
+            raise InvalidDatasetError(
+                "Ask for at least one image per class in each of train, validation and test "
+                f"(got {tuple(per_class)}).")
+    n_train, n_val, n_test = counts
+    per_class_total = n_train + n_val + n_test
     dest = Path(dest)
-    final = dest / f"shapes-{per_class * n_classes}-{size}px-seed{seed}"
+    name = f"{prefix}-{per_class_total * n_classes}-{size}px-seed{seed}"
+    label = f"{title}, {size}x{size} px, seed {seed}"
+    if per_class is not None:  # its splits are cut in another order: never the same folder
+        name += f"-per-class-{n_train}-{n_val}-{n_test}"
+        label = f"{title}, {n_train} training images per class, {size}x{size} px, seed {seed}"
+    final = dest / name
     existing = _existing(final)
     if existing is not None:
         return existing
-    n_val = max(1, round(per_class * fractions[1]))
-    n_test = max(1, round(per_class * fractions[2]))
-    n_train = per_class - n_val - n_test
-    cut = {"train": n_train, "validation": n_train + n_val, "test": per_class}
+    # Each class's images go to the splits in rank order. With explicit counts the held-out
+    # splits come first, so that sets asking for more training images share their validation
+    # and test images and only add training ones.
+    order = SPLIT_ORDER if per_class is None else SPLIT_ORDER[::-1]
+    sizes = dict(zip(SPLIT_ORDER, counts))
+    cut = dict(zip(order, itertools.accumulate(sizes[s] for s in order)))
 
     work = dest / f".import-{uuid.uuid4().hex}"
     (work / IMAGES).mkdir(parents=True)
     try:
-        files, boxes, total = [], {}, per_class * n_classes
+        files, boxes, total = [], {}, per_class_total * n_classes
         # Image i is make_shapes(total, size=size, seed=seed)'s image i (the seed (seed, i)),
         # drawn one at a time so that a large set never sits in memory.
         for i in range(total):
-            label = i % n_classes
+            label_index = i % n_classes
             rank = i // n_classes  # the rank of this image inside its class
-            split = next(s for s in SPLIT_ORDER if rank < cut[s])
-            image, box = make_shape_image(label, size=size, seed=(seed, i))
-            rel = f"{split}/{CLASS_NAMES[label]}/{CLASS_NAMES[label]}_{i:06d}.png"
+            split = next(s for s in order if rank < cut[s])
+            image, box = make_shape_image(label_index, size=size, seed=(seed, i), family=family)
+            cls = names[label_index]
+            rel = f"{split}/{cls}/{cls}_{i:06d}.png"
             out = work / IMAGES / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(image).save(out, compress_level=1)
-            files.append((rel, split, CLASS_NAMES[label], True))
+            files.append((rel, split, cls, True))
             boxes[rel] = [int(v) for v in box]
-            _report(callback, i + 1, total, "drawing shapes")
+            report_each_percent(callback, i + 1, total, "drawing shapes")
         (work / BOXES).write_text(json.dumps(boxes))
         if mirrors:
             from engine.data.pipeline import AUGMENT_FILE, MIRRORS
 
             (work / AUGMENT_FILE).write_text(json.dumps(MIRRORS.to_dict()))
         # The classes keep make_shapes' order, so labels here are make_shapes' labels.
-        return _finish(work, final, f"Demo shapes, {size}x{size} px, seed {seed}", "demo",
-                       files, [], class_order=list(CLASS_NAMES))
+        return _finish(work, final, label, "demo", files, [], class_order=list(names))
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+
+
+def export_small_novel(dest: str | os.PathLike,
+                       train_per_class: int = NOVEL_SMALL_TRAIN_PER_CLASS, *, size: int = 64,
+                       seed: int = NOVEL_SMALL_SEED, callback: Progress | None = None,
+                       mirrors: bool = True) -> Dataset:
+    """Write "New shapes (small)": the six shapes the demo model never saw, few per class.
+
+    By default 50 training, 15 validation and 100 test images per class (990 images), drawn
+    from a seed no other set uses. The validation and test images are the same whatever
+    ``train_per_class`` is (more training images only add to the training split), so held-out
+    accuracies of runs with more or fewer training images compare.
+    This is ``export_demo(dest, family="novel", per_class=(train_per_class, 15, 100), ...)``.
+
+    Args:
+        dest: the data folder.
+        train_per_class: training images per class, >= 1.
+        size: image side in pixels, >= 16.
+        seed: non-negative int.
+        callback: as for ``export_demo``.
+        mirrors: as for ``export_demo``; on by default, as the pages create the demo set.
+
+    Returns:
+        The data set (reused when it already exists).
+
+    Raises:
+        InvalidDatasetError: ``train_per_class`` below one.
+    """
+    return export_demo(dest, size=size, seed=seed, callback=callback, mirrors=mirrors,
+                       family="novel", per_class=(train_per_class,
+                                                  NOVEL_SMALL_VALIDATION_PER_CLASS,
+                                                  NOVEL_SMALL_TEST_PER_CLASS))
 
 
 # ----------------------------------------------------------------------------- stored sets
@@ -390,7 +464,7 @@ def open_dataset(folder: str | os.PathLike) -> Dataset:
         if data.get("version") != MANIFEST_VERSION:
             raise ValueError(f"manifest version {data.get('version')}")
         columns = data["files"]
-        files = tuple(DatasetFile(p, s, int(l), bool(n)) for p, s, l, n in zip(
+        files = tuple(DatasetFile(p, s, int(label), bool(n)) for p, s, label, n in zip(
             columns["path"], columns["split"], columns["label"], columns["native"]))
         skipped = tuple(SkippedFile(p, r) for p, r in data["skipped"])
         root = Path(data["image_root"]) if data["image_root"] else folder / IMAGES
@@ -653,7 +727,7 @@ def _extract(archive: zipfile.ZipFile, entries: list[_Entry], layout: _Layout, o
             bad.append(SkippedFile(shown, f"could not be written ({exc.strerror}); skipped"))
             continue
         files.append((rel, split, class_name, native))
-        _report(callback, i + 1, len(layout.files), "unpacking")
+        report_each_percent(callback, i + 1, len(layout.files), "unpacking")
     return files, bad
 
 
@@ -815,8 +889,3 @@ def _size(n_bytes: int) -> str:
     if n_bytes >= 2**20:
         return f"{n_bytes / 2**20:.1f} MB"
     return f"{n_bytes:,} bytes"
-
-
-def _report(callback: Progress | None, done: int, total: int, stage: str) -> None:
-    if callback is not None and (done == total or done % max(1, total // 100) == 0):
-        callback(done, total, stage)

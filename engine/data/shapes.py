@@ -4,9 +4,16 @@ The demo model is trained on it and every page can explain its predictions again
 truth: the class *and* where the object is (``boxes``, ``make_shape_mask``), which is what a
 saliency map ought to point at.
 
-Every image is a pure function of ``(label, size, seed)``. In a batch, image ``i`` of
-``make_shapes(n, seed=s)`` is ``make_shape_image(i % len(CLASS_NAMES), seed=(s, i))``, so it does
-not depend on ``n`` and "images from a seed never used in training" is well defined.
+Two families of six classes share everything but the object: ``"demo"`` (``CLASS_NAMES``, what
+the bundled demo model learnt) and ``"novel"`` (``NOVEL_CLASS_NAMES``, shapes it never saw, for
+fine-tuning and transfer). No novel shape is a rotation, scaling or mirror image of a demo shape,
+and every shape of both keeps its class under both flips and the diagonal mirror.
+
+Every image is a pure function of ``(label, size, seed)`` within its family. In a batch, image
+``i`` of ``make_shapes(n, seed=s)`` is ``make_shape_image(i % 6, seed=(s, i))``, so it does not
+depend on ``n`` and "images from a seed never used in training" is well defined. The family only
+changes the object: the same seed draws the same scene (background, clutter, noise, object
+position, size and angle) in both.
 
 An image is drawn in four layers, each from its own random stream (spawned from the seed), so
 leaving one layer out (``with_object=False``) leaves the others pixel-identical:
@@ -15,9 +22,9 @@ leaving one layer out (``with_object=False``) leaves the others pixel-identical:
    (8x8 to 16x16 grid) of lower amplitude;
 2. clutter: 1 to 4 distractors that are not class shapes and are much smaller than one (thin
    line segments, specks, short thin arcs, soft blurry blobs);
-3. the object: one class shape, filled with a flat colour far from the local background colour,
-   its circumscribed circle 30-70 % of the image side, rotated, fully inside the image and drawn
-   over the clutter, so never occluded;
+3. the object: one class shape of the family, filled with a flat colour far from the local
+   background colour, its circumscribed circle 30-70 % of the image side, rotated, fully inside
+   the image and drawn over the clutter, so never occluded;
 4. pixel noise (Gaussian, per pixel and channel).
 
 Shapes are drawn with PIL at ``SUPERSAMPLE`` times the resolution and box-averaged down, which
@@ -35,6 +42,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "cross", "ring")
+# Six classes the bundled demo model never saw. Each is its own mirror image (up to a turn), so
+# it keeps its class under the flips and the diagonal mirror, as the demo classes do.
+NOVEL_CLASS_NAMES = ("hexagon", "crescent", "arrow", "heart", "L-shape", "T-shape")
+FAMILIES = {"demo": CLASS_NAMES, "novel": NOVEL_CLASS_NAMES}
 
 # 4x4 sub-pixels per pixel: 17 coverage levels, smooth enough edges at 64x64 for ~0.1 ms a mask.
 SUPERSAMPLE = 4
@@ -61,7 +72,7 @@ class ShapesBatch:
     Attributes:
         images: ``(n, H, W, 3)`` uint8 RGB in [0, 255].
         labels: ``(n,)`` int64 class indices into ``class_names``; ``labels[i] == i % n_classes``.
-        class_names: the class names, ``list(CLASS_NAMES)``.
+        class_names: the family's class names (``list(CLASS_NAMES)`` for ``"demo"``).
         boxes: ``(n, 4)`` int64 ``(x0, y0, x1, y1)`` pixel box of the class object,
             inclusive-exclusive (``image[y0:y1, x0:x1]`` is the object's crop): the tightest box
             holding every pixel the object covers at all (coverage > 0).
@@ -76,8 +87,8 @@ class ShapesBatch:
         return len(self.labels)
 
 
-def make_shapes(n: int, *, size: int = 64, seed: int = 0) -> ShapesBatch:
-    """Generate ``n`` labelled images, balanced over ``CLASS_NAMES``.
+def make_shapes(n: int, *, size: int = 64, seed: int = 0, family: str = "demo") -> ShapesBatch:
+    """Generate ``n`` labelled images, balanced over the family's six classes.
 
     Labels cycle through the classes (``labels[i] == i % 6``), so any ``n`` that is a multiple of
     6 is exactly balanced and any other is within one image per class. Shuffle before training.
@@ -86,41 +97,58 @@ def make_shapes(n: int, *, size: int = 64, seed: int = 0) -> ShapesBatch:
         n: number of images, >= 0.
         size: image side in pixels, >= 16 (images are square).
         seed: non-negative int; image ``i`` is drawn from the seed ``(seed, i)``.
+        family: ``"demo"`` (``CLASS_NAMES``) or ``"novel"`` (``NOVEL_CLASS_NAMES``).
 
     Returns:
         A ``ShapesBatch`` of ``n`` images of ``(size, size, 3)``.
 
     Raises:
-        ValueError: ``n`` negative, ``size`` below 16 or ``seed`` negative.
+        ValueError: ``n`` negative, ``size`` below 16, ``seed`` negative or an unknown family.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}.")
     _check_seed(seed)
-    n_classes = len(CLASS_NAMES)
+    names = family_class_names(family)
+    n_classes = len(names)
     labels = np.arange(n, dtype=np.int64) % n_classes
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     boxes = np.empty((n, 4), dtype=np.int64)
     for i in range(n):
-        images[i], boxes[i] = make_shape_image(int(labels[i]), size=size, seed=(seed, i))
+        images[i], boxes[i] = make_shape_image(int(labels[i]), size=size, seed=(seed, i),
+                                               family=family)
     if n == 0:
         _check_size(size)
-    return ShapesBatch(images=images, labels=labels, class_names=list(CLASS_NAMES), boxes=boxes)
+    return ShapesBatch(images=images, labels=labels, class_names=list(names), boxes=boxes)
+
+
+def family_class_names(family: str) -> tuple[str, ...]:
+    """The class names of a family of shapes (``FAMILIES[family]``).
+
+    Raises:
+        ValueError: an unknown family.
+    """
+    try:
+        return FAMILIES[family]
+    except (KeyError, TypeError):
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}.") from None
 
 
 def make_shape_image(
-    label: int, *, size: int = 64, seed: Seed = 0, with_object: bool = True
+    label: int, *, size: int = 64, seed: Seed = 0, with_object: bool = True,
+    family: str = "demo",
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Draw one image of class ``label``.
 
     The background, the clutter and the noise do not depend on ``label``: the same seed with
-    another label puts another shape on the very same scene.
+    another label (or family) puts another shape on the very same scene.
 
     Args:
-        label: class index in ``[0, len(CLASS_NAMES))``.
+        label: class index in ``[0, 6)`` into the family's class names.
         size: image side in pixels, >= 16.
         seed: a non-negative int or a sequence of them (``make_shapes`` uses ``(seed, i)``).
         with_object: ``False`` leaves the object out and nothing else changes (same background,
             clutter and noise, pixel for pixel): a "what is the model looking at" baseline.
+        family: ``"demo"`` (``CLASS_NAMES``) or ``"novel"`` (``NOVEL_CLASS_NAMES``).
 
     Returns:
         ``(image, box)``: ``image`` is ``(size, size, 3)`` uint8 RGB; ``box`` is the object's
@@ -128,21 +156,25 @@ def make_shape_image(
         not the object is drawn.
 
     Raises:
-        ValueError: ``label`` out of range, ``size`` below 16 or a negative seed.
+        ValueError: ``label`` out of range, ``size`` below 16, a negative seed or an unknown
+            family.
     """
-    image, coverage = _render(label, size, seed, with_object)
+    image, coverage = _render(label, size, seed, with_object, family)
     return image, _box_of(coverage)
 
 
-def make_shape_mask(label: int, *, size: int = 64, seed: Seed = 0) -> np.ndarray:
-    """The object's coverage in the image ``make_shape_image(label, size=size, seed=seed)``.
+def make_shape_mask(label: int, *, size: int = 64, seed: Seed = 0,
+                    family: str = "demo") -> np.ndarray:
+    """The object's coverage in the image ``make_shape_image(label, size=size, seed=seed,
+    family=family)``.
 
     Useful as ground truth for saliency maps (how much of the map falls on the object).
 
     Args:
-        label: class index in ``[0, len(CLASS_NAMES))``.
+        label: class index in ``[0, 6)`` into the family's class names.
         size: image side in pixels, >= 16.
         seed: as for ``make_shape_image``.
+        family: as for ``make_shape_image``.
 
     Returns:
         ``(size, size)`` float32 in [0, 1]: the fraction of each pixel the object covers.
@@ -150,7 +182,7 @@ def make_shape_mask(label: int, *, size: int = 64, seed: Seed = 0) -> np.ndarray
     Raises:
         ValueError: as for ``make_shape_image``.
     """
-    return _render(label, size, seed, with_object=False)[1]
+    return _render(label, size, seed, False, family)[1]
 
 
 def write_sample_images(
@@ -181,10 +213,12 @@ def write_sample_images(
 # Rendering
 
 
-def _render(label: int, size: int, seed: Seed, with_object: bool) -> tuple[np.ndarray, np.ndarray]:
+def _render(label: int, size: int, seed: Seed, with_object: bool, family: str
+            ) -> tuple[np.ndarray, np.ndarray]:
     """``(image (size, size, 3) uint8, object coverage (size, size) float32 in [0, 1])``."""
-    if not 0 <= label < len(CLASS_NAMES):
-        raise ValueError(f"label must be in [0, {len(CLASS_NAMES)}), got {label}.")
+    names = family_class_names(family)
+    if not 0 <= label < len(names):
+        raise ValueError(f"label must be in [0, {len(names)}), got {label}.")
     _check_size(size)
     # The length goes first because SeedSequence ignores trailing zeros: without it the seeds
     # 3 and (3, 0) would draw the same image.
@@ -195,7 +229,7 @@ def _render(label: int, size: int, seed: Seed, with_object: bool) -> tuple[np.nd
     image = _background(np.random.default_rng(bg_ss), size)
     for alpha, colour in _clutter(np.random.default_rng(clutter_ss), size, image):
         _paint(image, alpha, colour)
-    coverage, colour = _object(np.random.default_rng(object_ss), label, size, image)
+    coverage, colour = _object(np.random.default_rng(object_ss), names[label], size, image)
     if with_object:
         _paint(image, coverage, colour)
 
@@ -282,21 +316,33 @@ def _clutter(
 
 
 def _object(
-    rng: np.random.Generator, label: int, size: int, background: np.ndarray
+    rng: np.random.Generator, name: str, size: int, background: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The class object's ``(coverage (size, size) float32 in [0, 1], colour (3,))``."""
+    """The class object's ``(coverage (size, size) float32 in [0, 1], colour (3,))``.
+
+    The size, position and angle are drawn first, the same way for every class, so that a seed
+    puts every class's object at the same place.
+    """
     r = rng.uniform(*OBJECT_SIZE_RANGE) * size / 2.0
     # One pixel of margin keeps the anti-aliased edge inside the image too.
     cx, cy = rng.uniform(r + 1.0, size - r - 1.0, size=2)
     angle = rng.uniform(0.0, 2 * np.pi)
     mask, draw = _canvas(size)
     s = SUPERSAMPLE
-    name = CLASS_NAMES[label]
-    if name in ("circle", "ring"):
+    if name in ("circle", "ring", "crescent"):
         draw.ellipse([(cx - r) * s, (cy - r) * s, (cx + r) * s, (cy + r) * s], fill=255)
         if name == "ring":
             ri = r * rng.uniform(0.45, 0.65)
             draw.ellipse([(cx - ri) * s, (cy - ri) * s, (cx + ri) * s, (cy + ri) * s], fill=0)
+        elif name == "crescent":
+            # A disc of radius ``bite`` at ``offset`` from the centre is cut away: the crescent
+            # is ``thickness`` thick opposite the cut, and the cut reaches ``opening`` past
+            # the rim, so the horns stay apart (a ring has a closed hole).
+            thickness, opening = rng.uniform(0.45, 0.6), rng.uniform(0.25, 0.4)
+            offset, bite = (thickness + opening) / 2 * r, (1 + (opening - thickness) / 2) * r
+            bx, by = cx + offset * np.cos(angle), cy + offset * np.sin(angle)
+            draw.ellipse([(bx - bite) * s, (by - bite) * s, (bx + bite) * s, (by + bite) * s],
+                         fill=0)
     else:
         xy = _outline(name, rng) @ np.array([[np.cos(angle), np.sin(angle)],
                                              [-np.sin(angle), np.cos(angle)]])
@@ -310,7 +356,11 @@ def _object(
 
 
 def _outline(name: str, rng: np.random.Generator) -> np.ndarray:
-    """``(k, 2)`` polygon vertices of a shape whose farthest vertex is at distance 1."""
+    """``(k, 2)`` polygon vertices of a shape whose farthest vertex is at distance 1.
+
+    The arrow, heart, L and T are drawn symmetric about the x axis and centred by ``_centred``,
+    which puts the centre of their smallest enclosing circle at the origin.
+    """
     if name == "square":
         turns = np.arange(4) / 4 + 1 / 8
         return np.stack([np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns)], axis=1)
@@ -327,7 +377,47 @@ def _outline(name: str, rng: np.random.Generator) -> np.ndarray:
         arm = np.array([[w, w], [1, w], [1, -w], [w, -w], [w, -1], [-w, -1],
                         [-w, -w], [-1, -w], [-1, w], [-w, w], [-w, 1], [w, 1]])
         return arm / np.hypot(1.0, w)
+    if name == "hexagon":
+        turns = np.arange(6) / 6
+        return np.stack([np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns)], axis=1)
+    if name == "arrow":  # a shaft from x = 0 to a triangular head pointing at x = 1
+        w, head, half = rng.uniform(0.09, 0.13), rng.uniform(0.35, 0.45), rng.uniform(0.25, 0.32)
+        neck = 1.0 - head
+        return _centred([[0, -w], [neck, -w], [neck, -half], [1, 0], [neck, half], [neck, w],
+                         [0, w]])
+    if name == "heart":  # the classic parametric heart, its point towards x = +1
+        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        across = 16 * np.sin(t) ** 3 * rng.uniform(0.9, 1.1)
+        along = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+        return _centred(np.stack([along, across], axis=1))
+    if name == "L-shape":  # two equal arms of thickness w, symmetric about the diagonal
+        w = rng.uniform(0.3, 0.4)
+        corner = np.array([[0, 0], [1, 0], [1, w], [w, w], [w, 1], [0, 1]])
+        # Turn the diagonal onto the x axis.
+        return _centred(corner @ np.array([[1, -1], [1, 1]]) / np.sqrt(2))
+    if name == "T-shape":  # a stem along the x axis, a bar across its end at x = 1
+        w, half = rng.uniform(0.25, 0.33), rng.uniform(0.45, 0.6)
+        return _centred([[0, -w / 2], [1 - w, -w / 2], [1 - w, -half], [1, -half], [1, half],
+                         [1 - w, half], [1 - w, w / 2], [0, w / 2]])
     raise AssertionError(f"no outline for {name!r}")
+
+
+def _centred(xy) -> np.ndarray:
+    """Vertices symmetric about the x axis, moved and scaled so that their smallest enclosing
+    circle is the unit circle (its centre lies on the axis of symmetry)."""
+    xy = np.asarray(xy, dtype=float)
+    x, y2 = xy[:, 0], xy[:, 1] ** 2
+
+    def reach(c: float) -> float:
+        return float(np.max((x - c) ** 2 + y2))
+
+    # ``reach`` is convex in c (a maximum of parabolas): a ternary search finds its minimum.
+    lo, hi = float(x.min()), float(x.max())
+    for _ in range(60):
+        a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        lo, hi = (lo, b) if reach(a) < reach(b) else (a, hi)
+    centre = (lo + hi) / 2
+    return (xy - (centre, 0.0)) / np.sqrt(reach(centre))
 
 
 def _contrasting_colour(rng: np.random.Generator, against: np.ndarray, min_distance: float
