@@ -100,6 +100,8 @@ def _model_picker() -> tuple[ExplorableModel | None, str | None]:
     if model is not None:
         st.caption(md_escape(f"{model.title} · {model.input_size[0]}x{model.input_size[1]} "
                              f"input · {model.n_classes} classes · {model.source}"))
+        if name in CATALOGUE:
+            st.caption(md_escape(CATALOGUE[name].description))
     return model, None
 
 
@@ -134,12 +136,8 @@ def _own_model() -> ExplorableModel | None:
                               key="model_upload")
     path = st.text_input("or a model file on this computer", **state.durable("model_path", ""),
                          placeholder="/path/to/model.keras")
-    if st.session_state.get("model_prep") not in PREPROCESSING_MODES:  # e.g. a hand-edited URL
-        st.session_state["model_prep"] = "unit"
-    prep = st.selectbox("Its preprocessing", list(PREPROCESSING_MODES),
-                        format_func=lambda m: PREPROCESSING_MODES[m],
-                        **state.durable("model_prep", "unit"))
     names_text = st.text_area("Class names (one per line, optional)",
+                              help="Without them a 1000-class model gets the ImageNet names.",
                               **state.durable("model_classes", ""))
     if upload is not None:
         target = model_uploads_dir(state.upload_token()) / gallery_images.safe_file_name(upload.name)
@@ -150,13 +148,33 @@ def _own_model() -> ExplorableModel | None:
         st.info("Upload a .keras or .h5 model, or type its path.")
         return None
     file = Path(path.strip())
-    options = {"preprocessing": prep}
+    options = {}
     class_names = [line.strip() for line in names_text.splitlines() if line.strip()]
     if class_names:
         options["class_names"] = class_names
     # A file saved again under the same name must be loaded again, not served from the cache.
     version = file.stat().st_mtime if file.is_file() else 0.0
-    return get_model(str(file), cache_version=version, **options)
+    model = get_model(str(file), cache_version=version, **options)  # preprocessing as detected
+    _preprocessing_follows_file((str(file), version), model.preprocessing)
+    prep = st.selectbox("Its preprocessing", list(PREPROCESSING_MODES),
+                        format_func=lambda m: PREPROCESSING_MODES[m],
+                        **state.durable("model_prep", model.preprocessing))
+    st.caption(md_escape(model.detected_preprocessing.reason))
+    if prep != model.preprocessing:
+        model = get_model(str(file), cache_version=version, preprocessing=prep, **options)
+    return model
+
+
+def _preprocessing_follows_file(file: tuple[str, float], detected: str) -> None:
+    """A newly chosen model file starts with the preprocessing its layers show; the user's
+    choice for a file stays while the file does, and so does a link's for the file it names."""
+    if st.session_state.get("_model_prep_file") == file:
+        return
+    from_link = ("_model_prep_file" not in st.session_state
+                 and st.session_state.get("model_prep") in PREPROCESSING_MODES)
+    st.session_state["_model_prep_file"] = file
+    if not from_link:
+        st.session_state["model_prep"] = detected
 
 
 # ------------------------------------------------------------------------------------ images

@@ -32,7 +32,7 @@ class ModelSpec:
         weights_file: for ImageNet models, the file name Keras caches in ``~/.keras/models``.
         download_mb: approximate size of that file, told to users before they wait for it.
         builder: builds the Keras network; takes ``weights=`` and ``input_shape=``.
-        description: one plain sentence for people.
+        description: one plain sentence for people, shown under the sidebar's model picker.
     """
 
     name: str
@@ -74,10 +74,8 @@ _SPECS: list[ModelSpec] = [
               "A small CNN trained by this project to tell six shapes apart; works offline."),
     ModelSpec("scratch", "Scratch CNN (untrained)", "scratch", (128, 128), "unit", "random",
               "The classic CNN (Chollet): Conv2D 32/64/128/128 + MaxPooling blocks, Flatten, "
-              "Dropout 0.5, Dense 512, randomly initialised: train it on your data set. With "
-              "the Train page's defaults (10 epochs, Adam 1e-3, cosine decay) and flips saved "
-              "as augmentation it reaches 98.8 % validation and 99.0 % held-out accuracy on "
-              "the 18,000-image demo shapes set."),
+              "Dropout 0.5, Dense 512, with random weights: its answers are guesses until a "
+              "run on the Train page trains it on a data set."),
     _app("vgg16", "VGG16", _A.VGG16, 224, "caffe",
          "vgg16_weights_tf_dim_ordering_tf_kernels.h5", 528,
          "Simonyan & Zisserman 2014: 13 3x3 conv layers in 5 blocks, 3 dense layers."),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import keras
 import numpy as np
@@ -19,7 +18,7 @@ import tensorflow as tf
 from engine.errors import InvalidImageError
 from engine.images import resize_image
 from engine.models.layers import conv_layer_paths
-from engine.models.preprocessing import preprocess
+from engine.models.preprocessing import DetectedPreprocessing, preprocess
 
 ImageBatch = "np.ndarray | Sequence[np.ndarray]"
 
@@ -37,6 +36,9 @@ class ExplorableModel:
         input_size: (height, width) of the network input.
         title: a readable title for people.
         source: where the weights came from (shown in the UI and the model card).
+        detected_preprocessing: what the network's own leading layers say about its input
+            (``engine.models.preprocessing.detect_preprocessing``), for models loaded from a
+            file; None for models built here.
     """
 
     keras_model: keras.Model
@@ -46,6 +48,7 @@ class ExplorableModel:
     input_size: tuple[int, int]
     title: str = ""
     source: str = ""
+    detected_preprocessing: DetectedPreprocessing | None = None
     _forward: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +75,10 @@ class ExplorableModel:
 
     @property
     def key(self) -> str:
-        """A stable, hashable identity for caches: name plus a digest of the weights' shapes
-        and a few values (two models with the same name but other weights get other keys)."""
-        digest = hashlib.sha1(self.name.encode())
+        """A stable, hashable identity for caches: name, preprocessing and a digest of the
+        weights' shapes and a few values (two models with the same name but other weights, or
+        the same file fed other pixel values, get other keys)."""
+        digest = hashlib.sha1(f"{self.name}\0{self.preprocessing}".encode())
         for w in self.keras_model.weights[:4] + self.keras_model.weights[-4:]:
             value = np.asarray(w.numpy())
             digest.update(str(value.shape).encode())

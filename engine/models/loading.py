@@ -17,9 +17,10 @@ from engine.errors import InvalidModelError, WeightsUnavailableError
 from engine.models.catalogue import (CATALOGUE, DEMO_MODEL_PATH, KERAS_WEIGHTS_URL, ModelSpec,
                                      demo_model_card)
 from engine.models.explorable import ExplorableModel
-from engine.models.imagenet import imagenet_class_names
+from engine.models.imagenet import N_CLASSES as IMAGENET_CLASSES, imagenet_class_names
 from engine.models.layers import conv_layer_paths
-from engine.models.preprocessing import PREPROCESSING_MODES
+from engine.models.preprocessing import (DEFAULT_PREPROCESSING, PREPROCESSING_MODES,
+                                         detect_preprocessing)
 from engine.models.scratch import build_scratch_cnn
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -177,24 +178,30 @@ def is_online(host: str = _PROBE_HOST, timeout: float = _PROBE_TIMEOUT_S) -> boo
 
 
 # ------------------------------------------------------------------------------ users' files
-def load_model_file(path: str | os.PathLike, *, preprocessing: str = "unit",
+def load_model_file(path: str | os.PathLike, *, preprocessing: str | None = None,
                     class_names: list[str] | None = None, input_size: tuple[int, int] | None = None,
                     name: str | None = None) -> ExplorableModel:
     """Load a ``.keras`` / ``.h5`` model with Keras' safe mode on, and check it can be explored.
 
     Args:
         path: the model file.
-        preprocessing: how 0-255 RGB becomes the network's input (``PREPROCESSING_MODES``).
-        class_names: one per output unit; default ``"class 0"``, ``"class 1"``, ...
+        preprocessing: how 0-255 RGB becomes the network's input (``PREPROCESSING_MODES``);
+            None reads it off the network (``detect_preprocessing``: ``"raw"`` for a model
+            that starts with a Rescaling or Normalization layer), else ``DEFAULT_PREPROCESSING``.
+        class_names: one per output unit; default the ImageNet names for 1000 outputs,
+            ``"class 0"``, ``"class 1"``, ... otherwise.
         input_size: (h, w) for networks whose input accepts any size; default 224x224.
         name: display name; default the file name.
+
+    Returns:
+        The model; its ``detected_preprocessing`` says what the network's layers showed.
 
     Raises:
         InvalidModelError: see ``check_explorable`` and the messages below.
     """
     path = Path(path)
     name = name or path.name
-    if preprocessing not in PREPROCESSING_MODES:
+    if preprocessing is not None and preprocessing not in PREPROCESSING_MODES:
         raise InvalidModelError(f"Unknown preprocessing '{preprocessing}'; choose one of "
                                 f"{', '.join(PREPROCESSING_MODES)}.")
     if path.suffix.lower() not in MODEL_SUFFIXES:
@@ -214,12 +221,20 @@ def load_model_file(path: str | os.PathLike, *, preprocessing: str = "unit",
     size = check_explorable(network, name, input_size)
     n_out = int(network.outputs[0].shape[-1])
     n_classes = 2 if n_out == 1 else n_out
-    names = list(class_names) if class_names else [f"class {i}" for i in range(n_classes)]
+    if class_names:
+        names = list(class_names)
+    elif n_classes == IMAGENET_CLASSES:
+        names = list(imagenet_class_names())
+    else:
+        names = [f"class {i}" for i in range(n_classes)]
     if len(names) != n_classes:
         raise InvalidModelError(f"'{name}' has {n_classes} output classes but {len(names)} class "
                                 "names were given: give one name per class.")
-    return ExplorableModel(network, name=name, class_names=names, preprocessing=preprocessing,
-                           input_size=size, source=f"file {path.name}")
+    detected = detect_preprocessing(network)
+    return ExplorableModel(network, name=name, class_names=names,
+                           preprocessing=preprocessing or detected.mode or DEFAULT_PREPROCESSING,
+                           input_size=size, source=f"file {path.name}",
+                           detected_preprocessing=detected)
 
 
 def _file_error(name: str, exc: Exception) -> InvalidModelError:
