@@ -1,7 +1,8 @@
 """CNN Explorer: Home / Predict. Run with ``streamlit run app.py`` (or ``make run``).
 
 Every page is its own script in ``pages/`` (Streamlit's pages mechanism, not ``st.navigation``):
-a bookmark or reload that opens ``/model`` first on a fresh server must work (E2E.md).
+a bookmark or reload that opens ``/model`` first on a fresh server must work
+(tests/e2e/test_foundation.py).
 """
 
 import csv

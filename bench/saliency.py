@@ -13,7 +13,7 @@ The two sides run alternately (reference, ours, reference, ours...), so that the
 processes on a shared machine falls on both alike; each time is the median of its calls.
 
 Prints JSON: seconds per call for both sides, ``ratio`` = ours / reference (lower is better),
-the goal where the issue sets one, the Pearson correlation of the two maps (the same work gives
+the goal where ``GOALS`` sets one, the Pearson correlation of the two maps (the same work gives
 the same answer), and the load average before and after.
 
     python bench/saliency.py            # full settings: Score-CAM over all 512 channels

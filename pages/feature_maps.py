@@ -137,7 +137,7 @@ def _channel_section(model, image, maps, layer, stats, low, high, colormap, chan
         seen = model.prepare(image)[0].astype(np.uint8)
         picture = ff.overlay(seen, values, float(low[channel]), float(high[channel]), colormap,
                              opacity)
-        st.image(ff.enlarge(picture, 448), width="stretch",
+        st.image(ff.magnify(picture, 448), width="stretch",
                  caption=f"Channel {channel} enlarged onto the image the network saw "
                          f"({seen.shape[1]}×{seen.shape[0]})")
     with right:
@@ -303,7 +303,7 @@ def _compare_section(model, model_key, selection, image_id, maps, layer, order, 
                 seen = model.prepare(images[iid])[0].astype(np.uint8)
                 picture = ff.overlay(seen, m[layer.path][:, :, channel], float(low[channel]),
                                      float(high[channel]), colormap, 0.6)
-                st.image(ff.enlarge(picture, 320), caption=f"Channel {channel}", width=320)
+                st.image(ff.magnify(picture, 320), caption=f"Channel {channel}", width=320)
             else:
                 presenter.chart(ff.units_figure(m[layer.path]), key=f"fm_cmp_units_{iid}")
             st.caption(f"{int(stats.dead.sum())} dead of {len(stats.dead)} · mean of the layer "
@@ -317,7 +317,7 @@ def _filters_section(model):
     if filters is None:
         return
     n, kh, kw, _ = filters.images.shape
-    st.image(ff.filters_image(filters.images), width="content")
+    st.image(ff.labelled_filters_image(filters.images), width="content")
     st.caption(f"The {n} filters of {filters.layer}, each {kh}×{kw} weights per colour shown as "
                f"a tiny RGB picture: grey is a weight of 0, bright colours push that colour up, "
                f"dark ones down (±{filters.scale:.3g} is full contrast). Trained networks show "

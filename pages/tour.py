@@ -23,10 +23,10 @@ from engine.training.quick import BatchPoint, EpochPoint, QuickFitConfig, demo_d
 from ui import feature_figures as ff
 from ui import presenter
 from ui import state
-from ui import tour_figures as tf
+from ui import tour_figures
 from ui.errors import shown_errors
 from ui.figures import top_k_bars
-from ui.filters_figures import enlarge, example_with_box
+from ui.filters_figures import example_with_box, fit_to_side
 from ui.jobs import again, follow, job_for, job_queue, session_id
 from ui.page import page
 from ui.paths import cache_dir
@@ -140,7 +140,7 @@ def _numbers(model, image_id, image) -> None:
     a.image(example_with_box(seen, (left, top, left + n, top + n), side=480), width="stretch",
             caption=f"What the network sees; the pink frame marks {n}×{n} pixels")
     with b:
-        _chart(tf.pixels_figure(crop, top, left), "tour_pixels")
+        _chart(tour_figures.pixels_figure(crop, top, left), "tour_pixels")
     st.caption("The frame sits where the numbers change most: an edge. Hover a square for its "
                "row and column.")
 
@@ -200,7 +200,7 @@ def _convolution(model, image_id, image) -> None:
     left.image(example_with_box(seen, box, side=360), width="stretch",
                caption=f"The window at row {row}, column {col}")
     with right:
-        _chart(tf.convolution_figure(arith, colours), "tour_conv")
+        _chart(tour_figures.convolution_figure(arith, colours), "tour_conv")
     sums = " + ".join(f"{colours[i] if i < len(colours) else i} {arith.channel_sums[i]:.4f}"
                       for i in range(c_in))
     if arith.activation == "relu":
@@ -246,7 +246,7 @@ def _feature_maps(model, image_id, image) -> None:
         "on small maps: each of their squares stands for a large part of the image.")
     seen = model.prepare(image)[0].astype(np.uint8)
     columns = st.columns([1, 2, 2])
-    columns[0].image(enlarge(seen, 320), width="stretch", caption="Your image")
+    columns[0].image(fit_to_side(seen, 320), width="stretch", caption="Your image")
     for column, path, when in ((columns[1], chosen.early, "Early"),
                                (columns[2], chosen.late, "Late")):
         values = maps[path]
@@ -346,7 +346,7 @@ def _filters(model, image_id, image) -> None:
     columns = st.columns(len(result))
     for column, unit, picture in zip(columns, result.units, result.images):
         unit = int(unit)
-        column.image(enlarge(picture, 240), width="stretch", caption=f"kernel {unit} likes",
+        column.image(fit_to_side(picture, 240), width="stretch", caption=f"kernel {unit} likes",
                      output_format="PNG")
         column.image(ff.overlay(seen, values[:, :, unit], float(low[unit]), float(high[unit]),
                                 "viridis", 0.6), width="stretch",
@@ -375,7 +375,7 @@ def _learning(model=None, image_id=None, image=None) -> None:
         samples, labels = _unseen_shapes(6)
         columns = st.columns(6)
         for column, picture, label in zip(columns, samples, labels):
-            column.image(enlarge(picture, 96), caption=SHAPES[int(label)], width="stretch")
+            column.image(fit_to_side(picture, 96), caption=SHAPES[int(label)], width="stretch")
         st.caption("Six of the unseen test shapes.")
         st.button("Start training", type="primary", icon=":material/play_arrow:",
                   key="tour_fit_start", on_click=_start_fit)
@@ -406,7 +406,7 @@ def _split(parts) -> tuple[list[BatchPoint], list[EpochPoint]]:
 
 def _fit_progress(job) -> None:
     points, validation = _split(job.parts())
-    _chart(tf.learning_figure(points, validation, FIT.total_steps, FIT.steps_per_epoch),
+    _chart(tour_figures.learning_figure(points, validation, FIT.total_steps, FIT.steps_per_epoch),
            "tour_fit_live")
     if validation:
         st.caption(f"Before training it got {validation[0].accuracy:.0%} of the unseen shapes "
@@ -415,8 +415,8 @@ def _fit_progress(job) -> None:
 
 def _fit_result(job) -> None:
     result = job.result
-    _chart(tf.learning_figure(result.points, result.validation, FIT.total_steps,
-                              FIT.steps_per_epoch), "tour_fit_done")
+    _chart(tour_figures.learning_figure(result.points, result.validation, FIT.total_steps,
+                                        FIT.steps_per_epoch), "tour_fit_done")
     first, last = result.validation[0], result.validation[-1]
     seconds = (job.ended or 0) - (job.started or 0)
     how = (f"stopped after {len(result.points)} of {FIT.total_steps} batches"
@@ -431,7 +431,7 @@ def _fit_result(job) -> None:
     for column, picture, label, p in zip(columns, samples, labels, guesses):
         guess = int(np.argmax(p))
         mark = "right" if guess == int(label) else f"wrong, it is a {SHAPES[int(label)]}"
-        column.image(enlarge(picture, 96), width="stretch",
+        column.image(fit_to_side(picture, 96), width="stretch",
                      caption=f"says {SHAPES[guess]} ({p[guess]:.0%}): {mark}")
     st.caption("More practice (more pictures, more epochs) makes it better: the Train page "
                "trains real networks on your own pictures.")
@@ -475,6 +475,9 @@ else:
 st.divider()
 _navigation("bottom")
 if step == len(STEPS) - 1:
+    st.page_link("pages/train.py", label="Next: the small-data lesson. Four runs side by side "
+                 "show why a pretrained base wins when there are few images",
+                 icon=":material/science:", query_params=state.url_params())
     st.markdown("**Where next?** Each page goes deeper into one of the steps:")
     cols = st.columns(len(PAGES) - 1)
     for col, (script, title, icon) in zip(cols, [p for p in PAGES if p[0] != "pages/tour.py"]):

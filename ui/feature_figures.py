@@ -85,9 +85,11 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def resize_map(values: np.ndarray, height: int, width: int, smooth: bool = False) -> np.ndarray:
-    """Resize one 2-D map: area average when shrinking (every value counts), nearest pixels
-    when enlarging (the map's real grid stays visible) unless ``smooth``."""
+def resize_for_display(values: np.ndarray, height: int, width: int, smooth: bool = False
+                       ) -> np.ndarray:
+    """Resize one 2-D map for drawing: area average when shrinking (every value counts),
+    nearest pixels when enlarging (the map's real grid stays visible) unless ``smooth``.
+    (``engine.saliency.base.resize_map`` is the saliency maps' bilinear resize.)"""
     h, w = values.shape
     if (h, w) == (height, width):
         return np.asarray(values, np.float32)
@@ -158,7 +160,7 @@ def channel_grid(maps: np.ndarray, low: np.ndarray, high: np.ndarray, colormap: 
     for i, ch in enumerate(order):
         r, col = divmod(i, cols)
         x0, y0 = _GAP + col * cell_w, r * cell_h + _LABEL_H
-        tile = resize_map(maps[:, :, ch], th, tw)
+        tile = resize_for_display(maps[:, :, ch], th, tw)
         canvas[y0:y0 + th, x0:x0 + tw] = colorize(tile, low[ch], high[ch], colormap)
         boxes[i] = (x0, y0, x0 + tw, y0 + th)
     image = Image.fromarray(canvas)
@@ -218,16 +220,18 @@ def overlay(image: np.ndarray, values: np.ndarray, low: float, high: float, colo
     Returns:
         (H, W, 3) uint8.
     """
-    big = resize_map(values, image.shape[0], image.shape[1], smooth=True)
+    big = resize_for_display(values, image.shape[0], image.shape[1], smooth=True)
     colored = colorize(big, low, high, colormap).astype(np.float32)
     out = (1.0 - opacity) * image.astype(np.float32) + opacity * colored
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def enlarge(image: np.ndarray, width: int) -> np.ndarray:
-    """An RGB image enlarged (nearest pixels) to about ``width`` pixels wide."""
-    factor = max(1, width // image.shape[1])
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+def magnify(image: np.ndarray, side: int) -> np.ndarray:
+    """A small image scaled up by a whole factor (nearest pixels, so each pixel stays a sharp
+    square) until its longer side is about ``side``; never shrunk (see
+    ``ui.filters_figures.fit_to_side`` for an exact size)."""
+    factor = max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
 
 
 def channel_heatmap(values: np.ndarray, low: float, high: float, colormap: str, title: str,
@@ -328,7 +332,8 @@ def layers_strip(columns: list[StripColumn], colormap: str, tile: int = 84,
             th = max(1, round(side * t.shape[0] / max(t.shape[:2])))
             tw = max(1, round(side * t.shape[1] / max(t.shape[:2])))
             if t.ndim == 2:
-                t = colorize(resize_map(t, th, tw), column.lows[j], column.highs[j], colormap)
+                t = colorize(resize_for_display(t, th, tw), column.lows[j], column.highs[j],
+                             colormap)
             else:
                 t = np.asarray(Image.fromarray(t).resize((tw, th), Image.BOX))
             ty = y0 + head + j * (tile + gap)
@@ -344,8 +349,10 @@ def _fit(text: str, width: int, font, draw) -> str:
 
 
 # ------------------------------------------------------------------------------ filters
-def filters_image(filters: np.ndarray, scale: int | None = None, per_row: int = 16) -> np.ndarray:
-    """First-layer kernels (C, kh, kw, 3) in [0, 1] as one labelled image of small squares."""
+def labelled_filters_image(filters: np.ndarray, scale: int | None = None, per_row: int = 16
+                           ) -> np.ndarray:
+    """First-layer filter pictures (C, kh, kw, 3) in [0, 1] (``FirstLayerFilters.images``) as
+    one image of small squares, each labelled with its index."""
     n, kh, kw, _ = filters.shape
     scale = scale or max(4, 48 // max(kh, kw))
     th, tw = kh * scale, kw * scale
@@ -359,7 +366,7 @@ def filters_image(filters: np.ndarray, scale: int | None = None, per_row: int = 
         r, c = divmod(i, cols)
         x0, y0 = _GAP + c * cell_w, r * cell_h + _LABEL_H
         tile = (np.clip(filters[i], 0, 1) * 255 + 0.5).astype(np.uint8)
-        image.paste(Image.fromarray(enlarge(tile, tw)), (x0, y0))
+        image.paste(Image.fromarray(magnify(tile, max(th, tw))), (x0, y0))
         draw.text((x0, y0 - _LABEL_H + 1), str(i), fill=(60, 60, 60), font=_font(10))
     return np.asarray(image)
 

@@ -22,7 +22,7 @@ _HIGHLIGHT = "#ff2d95"
 BOX_COLOUR = (255, 45, 149)
 GRID_WIDTH = 900  # fits the main column of a wide page on a 1400-pixel screen
 
-__all__ = ["ImageGrid", "enlarge", "example_with_box", "grid_figure", "history_figure",
+__all__ = ["ImageGrid", "example_with_box", "fit_to_side", "grid_figure", "history_figure",
            "image_grid", "png_bytes"]
 
 
@@ -49,7 +49,7 @@ class ImageGrid:
     tile: int
 
 
-def enlarge(image: np.ndarray, side: int) -> np.ndarray:
+def fit_to_side(image: np.ndarray, side: int) -> np.ndarray:
     """Resize an (h, w, 3) uint8 image so its longer side is ``side`` (nearest neighbour when
     enlarging by a whole factor keeps pixels square; bilinear otherwise)."""
     h, w = image.shape[:2]
@@ -74,7 +74,7 @@ def image_grid(images: np.ndarray, labels: list[str], *, width: int = GRID_WIDTH
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
         x0, y0 = _GAP + c * cell_w, r * cell_h + _LABEL_H
-        big = enlarge(image, tile)
+        big = fit_to_side(image, tile)
         canvas[y0:y0 + big.shape[0], x0:x0 + big.shape[1]] = big
         boxes[i] = (x0, y0, x0 + big.shape[1], y0 + big.shape[0])
     picture = Image.fromarray(canvas)
@@ -139,7 +139,7 @@ def history_figure(history: np.ndarray, title: str, final: float | None = None,
 def example_with_box(image: np.ndarray, box: tuple[int, int, int, int], side: int = 160
                      ) -> np.ndarray:
     """The image enlarged to ``side`` with the receptive-field ``box`` drawn on it."""
-    big = enlarge(image, side)
+    big = fit_to_side(image, side)
     scale = big.shape[1] / image.shape[1]
     picture = Image.fromarray(big)
     x0, y0, x1, y1 = (round(v * scale) for v in box)

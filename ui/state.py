@@ -5,7 +5,7 @@ session. So each choice lives under a durable (non-widget) key, seeds its widget
 and the choices that make up a view are mirrored into the URL's query parameters: the sidebar's
 model and images on every page (``URL_KEYS``), and each page's own layer, channel, method or class
 through ``linked``; the page itself is the URL's path. A reload, a bookmark or a link sent to
-someone else reopens the same view (E2E.md, "Shared sidebar state").
+someone else reopens the same view (tests/e2e/test_share.py drives it in a browser).
 
 Uploads never go into a URL: they belong to the browser, not to the link. Their folder is named
 by a random token kept in a cookie, and a choice that names an upload (an uploaded image, an

@@ -129,19 +129,21 @@ def precision_recall_figure(report: Evaluation) -> go.Figure:
     return fig
 
 
-def filters_image(filters: np.ndarray, cell: int = 36, columns: int = 16) -> np.ndarray:
-    """First-layer filters as one picture: each kernel enlarged to ``cell`` pixels, RGB for
+def kernel_image(kernel: np.ndarray, cell: int = 36, columns: int = 16) -> np.ndarray:
+    """A first-layer kernel as one picture: each filter enlarged to ``cell`` pixels, RGB for
     3-channel input (grey otherwise, the mean over channels), all on one scale so that growing
     weights show.
 
     Args:
-        filters: (kh, kw, c_in, n) kernel.
+        kernel: (kh, kw, c_in, n) weights as the layer holds them (the training timeline's
+            ``"filters"``); ``ui.feature_figures.labelled_filters_image`` draws the already
+            scaled pictures of ``engine.features.first_layer_filters`` instead.
 
     Returns:
         (H, W, 3) uint8.
     """
-    kh, kw, c_in, n = filters.shape
-    pictures = filters if c_in == 3 else np.repeat(filters.mean(axis=2, keepdims=True), 3, axis=2)
+    kh, kw, c_in, n = kernel.shape
+    pictures = kernel if c_in == 3 else np.repeat(kernel.mean(axis=2, keepdims=True), 3, axis=2)
     bound = float(np.abs(pictures).max()) or 1.0
     pictures = np.clip(np.round((pictures / bound + 1.0) * 127.5), 0, 255).astype(np.uint8)
     columns = min(columns, n)
@@ -156,8 +158,3 @@ def filters_image(filters: np.ndarray, cell: int = 36, columns: int = 16) -> np.
         out[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
     return out
 
-
-def enlarge(image: np.ndarray, side: int) -> np.ndarray:
-    """A small image scaled up (nearest neighbour) to about ``side`` pixels, for display."""
-    factor = max(1, side // max(image.shape[:2]))
-    return np.kron(image, np.ones((factor, factor, 1), image.dtype)) if factor > 1 else image
