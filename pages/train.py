@@ -23,7 +23,10 @@ from engine.training.timeline import read_timeline
 from ui import presenter, state
 from ui import train_figures as figures
 from ui.errors import shown_errors
+from ui.feature_figures import magnify
 from ui.jobs import again, ended_message, follow, session_id
+from ui.lesson import lesson_section
+from engine.training.bases import base_choices, imagenet_weights_at_hand, why_demo_first
 from ui.page import page
 from ui.paths import datasets_dir, runs_dir
 from ui.saliency_figures import overlay
@@ -36,11 +39,13 @@ in the direction that lowers the loss. The size of the nudge is the **learning r
 over all training images is an **epoch**.
 
 - **From scratch** starts from random weights: it needs many images and epochs.
-- **Feature extraction** reuses a network trained on ImageNet (1.2 million photos) as a fixed
-  feature extractor and trains only a new last part (the *head*) for your classes: good
-  results from few images.
-- **Fine-tuning** does that first, then also lets the top layers of the ImageNet network adjust,
-  slowly (a low learning rate), so they fit your images better.
+- **Feature extraction** reuses a network trained before (the bundled demo model, one of your
+  runs, your own file, or an ImageNet network trained on 1.2 million photos) as a fixed feature
+  extractor and trains only a new last part (the *head*) for your classes: good results from
+  few images.
+- **Fine-tuning** does that first, then also lets the top layers of that network adjust, slowly
+  (a low learning rate), so they fit your images better.
+- **The small-data experiment** runs all of these side by side on a small data set.
 
 The curves show the loss and the **accuracy** (share of right answers) on the training images
 and on **validation** images the network never trains on. When the training curve keeps
@@ -61,7 +66,6 @@ STATE_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/pla
                "stopping": ":material/pause_circle:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "diverged": ":material/error:",
                "failed": ":material/error:", "crashed": ":material/warning:"}
-IMAGENET = [s.name for s in CATALOGUE.values() if s.family == "imagenet"]
 
 page("Train", EXPLAINER, icon=":material/model_training:")
 RUNS = runs_dir()
@@ -146,6 +150,46 @@ def _demo_creator(key: str) -> None:
 
 
 # ------------------------------------------------------------------------------- settings
+def _base_settings() -> dict:
+    """The pretrained base of feature extraction and fine-tuning: one picker (the demo model
+    first when ImageNet weights cannot be had), where to cut it, and the image size."""
+    online = imagenet_weights_at_hand()
+    choices = {**base_choices(RUNS, imagenet_available=online), "": "A .keras / .h5 file"}
+    cols = st.columns(2)
+    base = cols[0].selectbox("Pretrained base", list(choices), format_func=choices.get,
+                             **state.durable("train_base", next(iter(choices))))
+    if why_demo_first(online):
+        cols[0].caption(why_demo_first(online))
+    if not base:
+        base = st.text_input("Model file", **state.durable("train_base_path", ""),
+                             placeholder="/path/to/model.keras").strip()
+    spec = CATALOGUE.get(base)
+    size = cols[1].select_slider(
+        "Image size (pixels)", [0] + [s for s in IMAGE_SIZES if s >= 32],
+        **state.durable("train_tsize", 0),
+        format_func=lambda s: "the base's own" if s == 0 else str(s),
+        help="The base's own: the size it was trained at" + (
+            f" ({spec.input_size[0]} pixels; smaller is faster and usually works)." if spec
+            else "."))
+    options = {"base_model": base, "image_size": (size, size) if size else None}
+    with presenter.technical("train_base_more"):
+        cols = st.columns(2)
+        layer = cols[0].text_input(
+            "Cut the base at layer (optional)", **state.durable("train_base_layer", ""),
+            placeholder="its last convolution block",
+            help="The new head (pooling, Dense, Dropout, softmax) goes on this layer's output; "
+                 "empty: the last convolution block, the layer Grad-CAM uses.")
+        options["base_layer"] = layer.strip() or None
+        if spec is not None:
+            weights = cols[1].text_input(
+                "ImageNet weights file (optional)", **state.durable("train_weights", ""),
+                placeholder=f"/path/to/{spec.weights_file}",
+                help="Empty: Keras' cache (~/.keras/models), downloading it once when online. "
+                     "A file with or without the classifier top works.")
+            options["weights"] = weights.strip() or "imagenet"
+    return options
+
+
 def _settings(datasets) -> RunConfig | None:
     """The new-run settings; returns the config when Start was pressed."""
     by_id = {d.id: d for d in datasets}
@@ -175,22 +219,7 @@ def _settings(datasets) -> RunConfig | None:
                      "then enough. The saved model has it folded into the convolutions, so it "
                      "is the classic network, computing the same.")
     elif mode in ("feature_extraction", "fine_tuning"):
-        cols = st.columns(2)
-        base = cols[0].selectbox("ImageNet base", IMAGENET,
-                                 format_func=lambda n: CATALOGUE[n].title,
-                                 **state.durable("train_base", "mobilenet_0.25"))
-        size = cols[1].select_slider("Image size (pixels)", [s for s in IMAGE_SIZES if s >= 32],
-                                     **state.durable("train_tsize", 128),
-                                     help=f"{CATALOGUE[base].title} was trained at "
-                                          f"{CATALOGUE[base].input_size[0]} pixels; smaller "
-                                          "is faster and usually works.")
-        weights = st.text_input(
-            "ImageNet weights file (optional)", **state.durable("train_weights", ""),
-            placeholder=f"/path/to/{CATALOGUE[base].weights_file}",
-            help="Empty: Keras' cache (~/.keras/models), downloading it once when online. "
-                 "A file with or without the classifier top works.")
-        options.update(base_model=base, image_size=(size, size),
-                       weights=weights.strip() or "imagenet")
+        options.update(_base_settings())
         if mode == "fine_tuning":
             cols = st.columns(3)
             options["fine_tune_layers"] = int(cols[0].number_input(
@@ -416,7 +445,7 @@ def _grid(pictures, captions, per_row: int = 6) -> None:
         cols = st.columns(per_row)
         for col, picture, caption in zip(cols, pictures[start:start + per_row],
                                          captions[start:start + per_row]):
-            col.image(figures.enlarge(picture, 160), caption=caption, width="stretch")
+            col.image(magnify(picture, 160), caption=caption, width="stretch")
 
 
 def _timeline_view(status) -> None:
@@ -442,7 +471,7 @@ def _timeline_view(status) -> None:
     if "filters" in snapshot:
         st.markdown("**First-layer filters** (blue-grey = 0; each square is one filter, "
                     "its colours the weights for red, green and blue)")
-        st.image(figures.filters_image(snapshot["filters"]), width="content")
+        st.image(figures.kernel_image(snapshot["filters"]), width="content")
 
 
 def _compare_view(statuses, current) -> None:
@@ -523,6 +552,8 @@ def _admission_panel() -> None:
 _admission_panel()
 datasets = list_datasets(DATA)
 statuses = list_runs(RUNS)
+with st.container(border=True):
+    lesson_section(DATA, RUNS)
 with st.expander("New run", expanded=not statuses, icon=":material/add_circle:"):
     if not datasets:
         st.info("There is no data set yet: create the demo shapes data set here, or import "

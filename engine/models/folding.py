@@ -1,4 +1,4 @@
-"""Folding batch normalisation into the convolution before it.
+"""Folding batch normalisation into the convolution (or Dense layer) before it.
 
 In inference mode a batch normalisation layer is a per-channel affine map,
 ``y = gamma * (x - mean) / sqrt(var + eps) + beta``, so after a convolution it folds exactly into
@@ -48,8 +48,9 @@ def folded_kernel(model: keras.Model, conv: keras.layers.Layer) -> np.ndarray:
 
 def fold_batch_norm(trained: keras.Model, plain: keras.Model) -> keras.Model:
     """Copy ``trained``'s weights into ``plain``, the same network without batch normalisation:
-    layers are matched by name; each convolution ``<name>`` of ``plain`` whose ``trained``
-    counterpart is followed by ``<name>_bn`` gets the batch norm folded into its kernel and bias.
+    layers are matched by name; each convolution or Dense layer ``<name>`` of ``plain`` whose
+    ``trained`` counterpart is followed by ``<name>_bn`` gets the batch norm folded into its
+    kernel and bias (a Dense kernel's last axis is its units, as a convolution's is its filters).
 
     Args:
         trained: the network as trained (convolutions, maybe without bias, each maybe followed
@@ -69,7 +70,7 @@ def fold_batch_norm(trained: keras.Model, plain: keras.Model) -> keras.Model:
             continue
         source = trained.get_layer(layer.name)
         bn = _batch_norm_after(trained, layer.name)
-        if bn is None or not isinstance(layer, keras.layers.Conv2D):
+        if bn is None or not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             layer.set_weights(source.get_weights())
             continue
         weights = source.get_weights()

@@ -18,7 +18,8 @@ BN_MOMENTUM = 0.9
 
 
 def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int = 2,
-                      *, seed: int | None = 0, batch_norm: bool = False) -> keras.Model:
+                      *, seed: int | None = 0, batch_norm: bool = False,
+                      zero_head: bool = False) -> keras.Model:
     """Four blocks of a 3x3 Conv2D (32, 64, 128, 128 filters, ReLU) and 2x2 max pooling, then
     Flatten, Dropout 0.5, Dense 512 and a softmax: Chollet's classic small CNN.
 
@@ -38,11 +39,26 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
         input_size: (height, width) of the RGB input, at least 32x32.
         n_classes: number of output classes, at least 2.
         seed: seed of the random initialisation and the dropout (None: a fresh one each call).
-        batch_norm: the network as training runs build it: each convolution without a bias,
-            followed by ``block<n>_conv_bn`` (BatchNormalization) and ``block<n>_relu``, and
-            no dropout (batch norm regularises; Ioffe & Szegedy 2015 drop it too). It learns
-            in far fewer epochs; ``fold_batch_norm`` turns it back into the classic network
-            (whose dropout does nothing at inference), computing the same.
+        batch_norm: the network as training runs build it: each convolution and the Dense
+            512 without a bias, followed by ``<name>_bn`` (BatchNormalization) and
+            ``block<n>_relu`` / ``dense_relu``, no dropout (batch norm regularises; Ioffe &
+            Szegedy 2015 drop it too), and He initialisation (He et al. 2015; torchvision's
+            for its batch-normalised networks). It learns in far fewer epochs;
+            ``fold_batch_norm`` turns it back into the classic network (whose dropout does
+            nothing at inference), computing the same. The Dense 512's batch norm keeps its
+            units alive: its 2,048 (at 64 pixels) to 8,192 (at 128) inputs are all positive
+            (pooled ReLUs), so each Adam step, about the learning rate on every weight, moved
+            a unit's input by up to lr x 8,192, and one step down left it dead for good. On the
+            3,000-image demo set, 97 % of the units were dead after one epoch at 64 pixels
+            (0.33 validation accuracy after 4 epochs) and all of them within 11 steps at 128
+            (chance for 10 epochs); with it, none. He's larger starting weights (a batch
+            norm makes a kernel's scale matter only to how far each step turns it) took 128
+            pixels from 0.35 to 0.57 after 4 epochs.
+        zero_head: start the classifier (``predictions``) at zero weights, as Fixup (Zhang et
+            al. 2019) does: every class 1/k, the loss ln k, whatever the image, and no random
+            classifier's confident mistakes to unlearn first. With batch norm, 4 epochs on
+            the 3,000-image demo set at 64 pixels reached 0.86 validation accuracy with it,
+            0.50 without.
 
     Returns:
         An untrained functional model taking (N, h, w, 3) float32 in [0, 1].
@@ -55,7 +71,8 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
         raise ValueError(f"The scratch CNN needs an input of at least 32x32 pixels, not {h}x{w}.")
     if n_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes, not {n_classes}.")
-    init = keras.initializers.GlorotUniform(seed=seed)
+    init = (keras.initializers.HeNormal(seed=seed) if batch_norm
+            else keras.initializers.GlorotUniform(seed=seed))
     inputs = keras.Input((h, w, 3), name="image")
     x = inputs
     for block, filters in enumerate(BLOCK_FILTERS, start=1):
@@ -71,11 +88,18 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
                                     kernel_initializer=init, name=name)(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    if not batch_norm:  # batch norm regularises enough; with dropout too it learns slower
+    if batch_norm:
+        x = keras.layers.Dense(DENSE_UNITS, use_bias=False, kernel_initializer=init,
+                               name="dense")(x)
+        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
+                                            name="dense" + folding.BN_SUFFIX)(x)
+        x = keras.layers.ReLU(name="dense_relu")(x)
+    else:
         x = keras.layers.Dropout(DROPOUT, seed=seed, name="dropout")(x)
-    x = keras.layers.Dense(DENSE_UNITS, activation="relu", kernel_initializer=init,
-                           name="dense")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init,
+        x = keras.layers.Dense(DENSE_UNITS, activation="relu", kernel_initializer=init,
+                               name="dense")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax",
+                                 kernel_initializer="zeros" if zero_head else init,
                                  name="predictions")(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
 

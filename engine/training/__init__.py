@@ -26,11 +26,12 @@ import os
 from engine.training.config import (LR_SCHEDULES, MODES, OPTIMIZERS, STRATEGIES, RunConfig,
                                     default_learning_rate, load_config, save_config)
 from engine.training.loading import TrainedModel, load_trained, trained_model, trained_models
-from engine.training.metrics import Curves, MetricsReader, Progress, curves, progress, smooth
+from engine.training.metrics import (Curves, MetricsReader, RunProgress, curves, progress,
+                                     smooth)
 from engine.training.runs import RunStatus, max_runs, resolve_runs_dir, run_dir_of
 
 __all__ = ["LR_SCHEDULES", "MODES", "OPTIMIZERS", "STRATEGIES", "Curves", "MetricsReader",
-           "Progress", "RunConfig", "RunStatus", "TrainedModel", "curves",
+           "RunConfig", "RunProgress", "RunStatus", "TrainedModel", "curves",
            "default_learning_rate", "delete_run",
            "list_runs", "load_config", "load_trained", "max_runs", "progress", "read_metrics",
            "resolve_runs_dir", "resume_run", "run_dir_of", "run_status", "save_config", "smooth",

@@ -13,8 +13,6 @@ lists it like the runs it started. Exit status: 0 finished or stopped, 2 diverge
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.training import runs
     from engine.training.config import load_config
+    from engine.training.run import is_chief
 
     try:
         if args.list:
@@ -48,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.config:
             config = load_config(args.config)
             # A non-chief worker of a multi-worker cluster keeps its copy of the run apart.
-            runs_dir = args.runs_dir if _chief() else tempfile.mkdtemp(prefix="cnn-worker-")
+            runs_dir = (args.runs_dir if is_chief(config=config)
+                        else tempfile.mkdtemp(prefix="cnn-worker-"))
             run_dir = runs.create_run(config, runs_dir, max_concurrent=args.max_runs,
                                       launch=False)
             print(f"run folder: {run_dir}", flush=True)
@@ -66,20 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{status.state}: {status.message}", flush=True)
     return {"diverged": 2, "failed": 1}.get(status.state, 0)
-
-
-def _chief() -> bool:
-    """Whether ``TF_CONFIG`` (if any) makes this process the one that writes the run."""
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except ValueError:
-        return True
-    task, cluster = config.get("task") or {}, config.get("cluster") or {}
-    if not task:
-        return True
-    return task.get("type") == "chief" or (task.get("type") == "worker"
-                                            and int(task.get("index", 0)) == 0
-                                            and "chief" not in cluster)
 
 
 class _Tee:

@@ -2,8 +2,9 @@
 
 - **scratch**: the classic CNN of the catalogue (``engine.models.scratch``), sized to the data
   set's classes;
-- **feature extraction**: a catalogue ImageNet network without its classifier, frozen, under a
-  new head: global average pooling, Dense 1024, Dropout 0.5, softmax (the classic transfer
+- **feature extraction**: a trained network's convolutional part (the bundled demo model, a
+  run's model, a user's file or a catalogue ImageNet network: ``engine.training.bases``),
+  frozen, under a new head: global average pooling, Dense 1024, Dropout 0.5, softmax (the classic transfer
   recipe, Chollet ch. 5; Yosinski et al. 2014 on how transferable features are);
 - **fine-tuning**: the same model; after stage 1, ``unfreeze_top`` lets the top layers of the
   base learn too, at a low learning rate;
@@ -21,17 +22,19 @@ from pathlib import Path
 
 import keras
 
+from engine.data.dataset import open_dataset
 from engine.errors import InvalidModelError, TrainingError, WeightsUnavailableError
-from engine.models.catalogue import CATALOGUE, ModelSpec
+from engine.models.catalogue import ModelSpec
+from engine.models.layers import is_nested_model, iter_layers
 from engine.models.loading import cached_weights_path, check_explorable, is_online
 from engine.models.preprocessing import PREPROCESSING_MODES
 from engine.models.scratch import build_scratch_cnn
 from engine.training.config import RunConfig
+from engine.training.data import default_image_size
 from engine.training.runs import MODEL_CARD
 
 #: the head of feature extraction and fine-tuning
 HEAD_UNITS, HEAD_DROPOUT = 1024, 0.5
-SCRATCH_SIZE = (128, 128)
 
 
 @dataclass
@@ -59,55 +62,64 @@ class BuiltModel:
         return int(self.model.inputs[0].shape[-1])
 
 
-def build_model(config: RunConfig, n_classes: int, *, mixed_precision: bool = False) -> BuiltModel:
+def build_model(config: RunConfig, n_classes: int, *, mixed_precision: bool = False,
+                runs_dir=None) -> BuiltModel:
     """The starting network of ``config.mode`` with ``n_classes`` outputs (call it inside the
-    distribution strategy's scope).
+    distribution strategy's scope). ``runs_dir``: where a ``run:<id>`` base is looked for.
 
     Raises:
-        TrainingError: a base that is not an ImageNet model, or a model to continue whose
-            outputs do not match the classes.
+        TrainingError: a base that cannot be had or cut (``engine.training.bases``), or a model
+            to continue whose outputs do not match the classes.
         WeightsUnavailableError: ImageNet weights that are neither cached, downloadable nor
             given as a file.
         InvalidModelError: the model to continue cannot be read.
     """
     keras.utils.set_random_seed(config.seed)
     if config.mode == "scratch":
-        size = tuple(config.image_size or SCRATCH_SIZE)
+        size = tuple(config.image_size or default_image_size(open_dataset(config.dataset)))
         try:
             model = build_scratch_cnn(size, n_classes, seed=config.seed,
-                                      batch_norm=config.batch_norm)
+                                      batch_norm=config.batch_norm,
+                                      zero_head=config.batch_norm)  # measured with it
         except ValueError as exc:
             raise TrainingError(str(exc)) from exc
         if mixed_precision:
             model = _float32_output(model)
         return BuiltModel(model, "unit", size, source="random initialisation")
     if config.mode in ("feature_extraction", "fine_tuning"):
-        return _transfer_model(config, n_classes)
+        return _transfer_model(config, n_classes, runs_dir)
     return _continued_model(config, n_classes)
 
 
 # ----------------------------------------------------------------------------- transfer
-def _transfer_model(config: RunConfig, n_classes: int) -> BuiltModel:
-    spec = CATALOGUE.get(config.base_model)
-    if spec is None or spec.family != "imagenet":
-        names = [s.name for s in CATALOGUE.values() if s.family == "imagenet"]
-        raise TrainingError(f"'{config.base_model}' is not an ImageNet model of the catalogue; "
-                            f"choose one of {', '.join(names)}.")
-    size = tuple(config.image_size or spec.input_size)
-    base, source = imagenet_base(spec, config.weights, size)
-    base.trainable = False
+def _transfer_model(config: RunConfig, n_classes: int, runs_dir=None) -> BuiltModel:
+    """A trained base (``engine.training.bases``), frozen, under the new head."""
+    from engine.training.bases import resolve_base
+
+    base = resolve_base(config.base_model, weights=config.weights, layer=config.base_layer,
+                        image_size=config.image_size, runs_dir=runs_dir)
+    size = tuple(config.image_size or base.input_size)
+    network = base.network
+    network.trainable = False
     inputs = keras.Input((*size, 3), name="image")
     # training=False keeps batch normalisation in inference mode in both stages: its moving
-    # statistics are part of what was learned on ImageNet (Keras' transfer learning guide).
-    x = base(inputs, training=False)
+    # statistics are part of what was learned on the base's data (Keras' transfer guide).
+    x = network(inputs, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dense(HEAD_UNITS, activation="relu", name="fc")(x)
     x = keras.layers.Dropout(HEAD_DROPOUT, name="dropout")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32",
                                  name="predictions")(x)
-    model = keras.Model(inputs, outputs, name=f"{spec.name}_transfer")
-    return BuiltModel(model, spec.preprocessing, size, base=base.name, source=source,
-                      frozen=[layer.name for layer in base.layers if layer.weights])
+    model = keras.Model(inputs, outputs, name=f"{_slug(config.base_model)}_transfer")
+    frozen = [ref.path for ref in iter_layers(network) if ref.layer.weights
+              and not is_nested_model(ref.layer)]
+    return BuiltModel(model, base.preprocessing, size, base=network.name,
+                      source=f"{base.source}, cut at {base.layer}", frozen=frozen)
+
+
+def _slug(name: str) -> str:
+    stem = Path(name).stem if name.lower().endswith((".keras", ".h5")) else name
+    return "".join(c if c.isalnum() else "_" for c in stem)[:40] or "base"
 
 
 def imagenet_base(spec: ModelSpec, weights: str | None,
@@ -182,22 +194,25 @@ def _base_from_full_file(spec: ModelSpec, path: str, shape) -> keras.Model:
 
 def unfreeze_top(model: keras.Model, base: str, n_layers: int) -> list[str]:
     """Let the top ``n_layers`` layers with weights of the nested ``base`` learn (stage 2 of
-    fine-tuning); everything below stays frozen. Batch normalisation layers among them stay
-    frozen (their statistics come from ImageNet; see ``_transfer_model``). Recompile after.
+    fine-tuning); everything below stays frozen. Layers inside models nested in the base count
+    one by one. Batch normalisation layers among them stay frozen (their statistics come from
+    the base's data; see ``_transfer_model``). Recompile after.
 
     Returns:
-        The names of the layers now trainable, bottom to top.
+        The paths (inside the base) of the layers now trainable, bottom to top.
     """
     base_model = model.get_layer(base)
-    with_weights = [layer for layer in base_model.layers if layer.weights]
-    top = {id(layer) for layer in with_weights[-n_layers:]}
-    base_model.trainable = True
+    leaves = [ref for ref in iter_layers(base_model) if not is_nested_model(ref.layer)]
+    with_weights = [ref for ref in leaves if ref.layer.weights]
+    top = {id(ref.layer) for ref in with_weights[-n_layers:]}
+    base_model.trainable = True  # nested models too; each leaf is set below
     unfrozen = []
-    for layer in base_model.layers:
+    for ref in leaves:
+        layer = ref.layer
         layer.trainable = (id(layer) in top
                            and not isinstance(layer, keras.layers.BatchNormalization))
         if layer.trainable and layer.weights:
-            unfrozen.append(layer.name)
+            unfrozen.append(ref.path)
     return unfrozen
 
 

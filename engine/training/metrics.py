@@ -9,7 +9,7 @@ Three kinds of rows, each with ``kind``, ``stage`` (1, or 2 in fine-tuning's sec
 - ``epoch``: ``epoch``, ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (when there is
   validation), ``lr``, ``seconds``, ``partial`` (a stop cut the epoch short);
 - ``event``: ``event`` (``start``, ``stage``, ``resume``, ``stopped``, ``diverged``,
-  ``early_stop``, ``end``, ``failed``) and a ``message`` for people.
+  ``early_stop``, ``end``, ``failed``, ``not_learning``) and a ``message`` for people.
 
 The writer only ever appends whole lines; a reader skips a last line that is not finished yet.
 """
@@ -148,8 +148,8 @@ def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- progress
 @dataclass(frozen=True)
-class Progress:
-    """Where a run is.
+class RunProgress:
+    """Where a run is (for the Train page; not a progress callback, see ``engine.progress``).
 
     Attributes:
         epoch: epochs completed.
@@ -175,7 +175,7 @@ class Progress:
 
 
 def progress(rows: list[dict], total_epochs: int, steps_per_epoch: int,
-             batch_size: int = 0) -> Progress:
+             batch_size: int = 0) -> RunProgress:
     """Progress and ETA from the rows so far.
 
     The ETA is the time per epoch so far (validation and checkpoints included) times the
@@ -211,7 +211,7 @@ def progress(rows: list[dict], total_epochs: int, steps_per_epoch: int,
             if a.get("epoch") == b.get("epoch") and "time" in a and "time" in b]
     if batch_size and gaps and sum(gaps) > 0:  # within epochs: validation pauses left out
         speed = len(gaps) * batch_size / sum(gaps)
-    return Progress(done, total, batch, steps, fraction, eta, lr, speed, stage)
+    return RunProgress(done, total, batch, steps, fraction, eta, lr, speed, stage)
 
 
 def _current_session(rows: list[dict]) -> list[dict]:

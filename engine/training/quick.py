@@ -8,8 +8,10 @@ watch a network learn without filling the server's list of runs and models. The 
 as a job of the server's queue (``engine.jobs``), which bounds how many train at once.
 
     >>> result = quick_fit(QuickFitConfig(n_train=360, epochs=2), callback=print)
-    BatchPoint(step=1, epoch=1, loss=1.83, accuracy=0.12)
+    0 90 tested on the unseen shapes before training
+    1 90 practice batch 1 of 90 (epoch 1)
     ...
+    >>> result.points[0]           # BatchPoint(step=1, epoch=1, loss=1.83, accuracy=0.12)
     >>> result.validation          # accuracy on unseen images before training, after each epoch
 
 Plain Python and one Keras callback; the engine knows nothing of the page that polls.
@@ -25,7 +27,9 @@ import numpy as np
 
 from engine.data.shapes import CLASS_NAMES, make_shape_mask, make_shapes
 from engine.errors import TrainingError
+from engine.jobs import JobProgress
 from engine.models.scratch import build_scratch_cnn
+from engine.progress import Progress, publish, report, stop_requested
 
 #: Validation images come from another seed than the training images: never seen in training.
 VALIDATION_SEED = 1000
@@ -119,14 +123,17 @@ class QuickFitResult:
         return np.asarray(self.model.predict(np.asarray(images, np.float32) / 255.0, verbose=0))
 
 
-def quick_fit(config: QuickFitConfig | None = None, callback=None) -> QuickFitResult:
+def quick_fit(config: QuickFitConfig | None = None,
+              callback: Progress | None = None) -> QuickFitResult:
     """Train the scratch CNN on demo shapes, reporting every weight update as it happens.
 
     Args:
         config: what to train (default ``QuickFitConfig()``).
-        callback: progress object, called from this thread with each ``BatchPoint`` and each
-            ``EpochPoint`` as it is measured; when its ``stop_requested`` attribute turns
-            true, training stops after the current batch. ``None``: no reporting.
+        callback: ``callback(done, total, stage)`` (``engine.progress``) from this thread, in
+            weight updates of ``config.total_steps``, after each update and each test on the
+            unseen shapes; its optional ``publish(point)`` gets each ``BatchPoint`` and
+            ``EpochPoint`` as it is measured; when its ``stop_requested`` turns true,
+            training stops after the current batch. ``None``: no reporting.
 
     Returns:
         ``QuickFitResult``.
@@ -135,11 +142,6 @@ def quick_fit(config: QuickFitConfig | None = None, callback=None) -> QuickFitRe
         TrainingError: a configuration the scratch CNN cannot train (images under 32 pixels).
     """
     c = config or QuickFitConfig()
-    report = callback if callback is not None else (lambda point: None)
-
-    def stop_requested() -> bool:
-        return bool(getattr(callback, "stop_requested", False))
-
     images, labels = demo_data(c)
     x, y = images.astype(np.float32) / 255.0, labels
     val_images, y_val = demo_data(c, validation=True)
@@ -153,14 +155,14 @@ def quick_fit(config: QuickFitConfig | None = None, callback=None) -> QuickFitRe
     result = QuickFitResult(model)
     loss, accuracy = model.evaluate(x_val, y_val, batch_size=64, verbose=0)
     result.validation.append(EpochPoint(0, float(loss), float(accuracy)))
-    report(result.validation[-1])
-    recorder = _Recorder(c, result, report, stop_requested)
+    _tell(callback, result.validation[-1], 0, c.total_steps)
+    recorder = _Recorder(c, result, callback)
     # The order of the images is drawn here, epoch by epoch, from the seed (not by Keras from
     # TensorFlow's global seed, which would need setting for the whole process): the same
     # configuration learns the same way every time.
     rng = np.random.default_rng(c.seed)
     for epoch in range(c.epochs):
-        if stop_requested():
+        if stop_requested(callback):
             break
         order = rng.permutation(len(y))
         model.fit(x[order], y[order], batch_size=c.batch_size, initial_epoch=epoch,
@@ -198,12 +200,12 @@ def demo_data(config: QuickFitConfig, validation: bool = False
 class _Recorder(keras.callbacks.Callback):
     """Turns Keras' running means into one point per batch, and stops on request."""
 
-    def __init__(self, config: QuickFitConfig, result: QuickFitResult, report, stop_requested):
+    def __init__(self, config: QuickFitConfig, result: QuickFitResult,
+                 callback: Progress | None):
         super().__init__()
         self.config = config
         self.result = result
-        self.report = report
-        self.stop_requested = stop_requested
+        self.callback = callback
         self._epoch = 0
         self._sums = (0.0, 0.0, 0)  # loss sum, accuracy sum, images seen this epoch
 
@@ -225,41 +227,29 @@ class _Recorder(keras.callbacks.Callback):
         point = BatchPoint(self._epoch * c.steps_per_epoch + batch + 1, self._epoch + 1, loss,
                            min(1.0, max(0.0, accuracy)))
         self.result.points.append(point)
-        self.report(point)
-        if self.stop_requested():
+        _tell(self.callback, point, point.step, c.total_steps)
+        if stop_requested(self.callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         # A stopped epoch is cut short: its validation would not be "after an epoch".
-        if "val_loss" in logs and not self.stop_requested():
+        if "val_loss" in logs and not stop_requested(self.callback):
             point = EpochPoint(epoch + 1, float(logs["val_loss"]), float(logs["val_accuracy"]))
             self.result.validation.append(point)
-            self.report(point)
+            _tell(self.callback, point, len(self.result.points), self.config.total_steps)
 
 
-class _JobReporter:
-    """``quick_fit``'s callback, reporting to a job of the server's queue (``engine.jobs``):
-    every point is published, batches also move the job's progress; cancelling the job stops
-    training after the current batch and keeps what was learned."""
-
-    def __init__(self, job, total_steps: int):
-        self.job = job
-        self.total_steps = total_steps
-
-    @property
-    def stop_requested(self) -> bool:
-        return self.job.cancelled
-
-    def __call__(self, point: BatchPoint | EpochPoint) -> None:
-        self.job.publish(point)
-        if isinstance(point, BatchPoint):
-            self.job.report(point.step, self.total_steps, f"practice batch {point.step} of "
-                            f"{self.total_steps} (epoch {point.epoch})", check=False)
-        else:
-            when = f"after epoch {point.epoch}" if point.epoch else "before training"
-            self.job.report(self.job.done, self.total_steps,
-                            f"tested on the unseen shapes {when}", check=False)
+def _tell(callback: Progress | None, point: BatchPoint | EpochPoint, done: int,
+          total: int) -> None:
+    """Publish ``point`` and say where the fit is, in words for people."""
+    publish(callback, point)
+    if isinstance(point, BatchPoint):
+        stage = f"practice batch {point.step} of {total} (epoch {point.epoch})"
+    else:
+        when = f"after epoch {point.epoch}" if point.epoch else "before training"
+        stage = f"tested on the unseen shapes {when}"
+    report(callback, done, total, stage)
 
 
 def quick_fit_work(config: QuickFitConfig | None = None):
@@ -270,6 +260,7 @@ def quick_fit_work(config: QuickFitConfig | None = None):
     def work(job) -> QuickFitResult:
         job.report(0, c.total_steps, "drawing the shapes, building the network",
                    check=False)
-        return quick_fit(c, callback=_JobReporter(job, c.total_steps))
+        # Cancelling the job stops training after the current batch, keeping what it learned.
+        return quick_fit(c, callback=JobProgress(job))
 
     return work

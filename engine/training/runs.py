@@ -100,6 +100,8 @@ class RunStatus:
         batch_size: images per batch.
         pid: the process, or None.
         info: everything else status.json holds (data set name, class names, splits...).
+        warning: a sentence while the run is not learning (its training loss still at chance
+            level after two epochs), saying what to try; "" otherwise.
     """
 
     run_id: str
@@ -115,6 +117,7 @@ class RunStatus:
     batch_size: int
     pid: int | None
     info: dict
+    warning: str = ""
 
     @property
     def active(self) -> bool:
@@ -174,7 +177,8 @@ def read_status(run_dir: str | os.PathLike) -> RunStatus:
         epochs_done=int(checkpoint.get("epochs_done", 0)),
         total_epochs=int(data.get("total_epochs", 0)),
         steps_per_epoch=int(data.get("steps_per_epoch", 0)),
-        batch_size=int(data.get("batch_size", 0)), pid=pid, info=data)
+        batch_size=int(data.get("batch_size", 0)), pid=pid, info=data,
+        warning=str(data.get("warning", "")))
 
 
 def write_status(run_dir: str | os.PathLike, **updates) -> dict:

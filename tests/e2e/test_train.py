@@ -21,7 +21,6 @@ EPOCH_POINTS = f"""() => Math.max(0, ...Array.from(
         return trace && trace.x ? trace.x.length : 0; }}))"""
 
 
-
 def _points(page) -> int:
     return page.evaluate(EPOCH_POINTS)
 
@@ -60,13 +59,13 @@ def test_train_live_reload_stop_and_pick_the_model(page, fresh_server, runs_dir)
     _select(page, "Images", "120")
     _select(page, "Size (pixels)", "32")
     page.get_by_role("button", name="Create the demo data set").click()
-    expect(page.get_by_role("button", name="Start")).to_be_visible(timeout=LOAD)
+    expect(page.get_by_role("button", name="Start", exact=True)).to_be_visible(timeout=LOAD)
     _idle(page)
-    epochs = page.get_by_label("Epochs")
+    epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs.fill("200")
     epochs.press("Enter")
     _idle(page)
-    page.get_by_role("button", name="Start").click()
+    page.get_by_role("button", name="Start", exact=True).click()
 
     # The curve grows live, epoch after epoch.
     assert _wait_points(page, 2, timeout=LOAD) >= 3
@@ -79,10 +78,15 @@ def test_train_live_reload_stop_and_pick_the_model(page, fresh_server, runs_dir)
     seen = _wait_points(page, 0)
     assert _wait_points(page, seen) > seen
 
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Stop", exact=True).click()
     expect(page.get_by_text("Stopped on request; the best and the last model were kept.")
            ).to_be_visible(timeout=LOAD)
-    stopped = _points(page)
+    # The live fragment says "Stopped" first, then reruns the whole page for the after-run
+    # views, which draws the curves anew: until Plotly has drawn them again, there are no
+    # points to count. Wait for that page (its Delete button) and for the redrawn curve.
+    expect(page.get_by_role("button", name="Delete this run")).to_be_visible(timeout=LOAD)
+    _idle(page)
+    stopped = _wait_points(page, 0)
     assert 3 <= stopped < 200
     (status,) = list_runs(runs_dir)
     assert status.state == "stopped" and status.has_model

@@ -96,9 +96,10 @@ def test_a_finished_run_writes_one_row_per_batch_and_per_epoch(finished):
     assert [r["epoch"] for r in epochs] == [0, 1]
     for row in epochs:
         assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(row)
-    # the default schedule: a linear warm-up over 5 % of the 2 epochs' steps (rounded), then
-    # 2e-3 (from scratch) * (1 + cos(pi * (step - warm-up) / (steps - warm-up))) / 2 down to 0
-    steps, warm = 2 * STEPS, round(0.05 * 2 * STEPS)
+    # the default schedule: a linear warm-up over the default share of the 2 epochs' steps
+    # (rounded), then 2e-3 (from scratch) * (1 + cos(pi * (step - warm-up) / (steps -
+    # warm-up))) / 2 down to 0
+    steps, warm = 2 * STEPS, round(RunConfig.warmup * 2 * STEPS)
     expected = [2e-3 * (1 + math.cos(math.pi * (s - warm) / (steps - warm))) / 2
                 for s in (STEPS, 2 * STEPS)]
     assert warm >= 1
@@ -267,8 +268,8 @@ def test_stop_ends_the_run_gracefully_keeping_best_and_last(dataset, runs_dir):
 ])
 def test_a_diverging_run_stops_itself_and_says_to_lower_the_learning_rate(
         dataset, runs_dir, batch_norm, loss_words):
-    config = tiny_config(dataset, epochs=5, learning_rate=1e5, probe_images=0,
-                         batch_norm=batch_norm)
+    config = tiny_config(dataset, epochs=5, learning_rate=1e5, warmup=0.0, probe_images=0,
+                         batch_norm=batch_norm)  # the absurd rate from the first step
     status = train(create_run(config, runs_dir, launch=False))
     assert status.state == "diverged"
     assert "lower learning rate" in status.message

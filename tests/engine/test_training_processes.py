@@ -126,7 +126,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path):
     assert status.state == "finished" and status.epochs_done == done + 2
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == list(range(done + 2))
     assert [r["step"] for r in rows if r["kind"] == "batch"] == list(range(1, (done + 2) * STEPS + 1))
-    assert [r["event"] for r in rows if r["kind"] == "event"] == ["start", "resume", "end"]
+    # the run's life (a tiny set may also get a "not_learning" warning, which is no stage of it)
+    assert [r["event"] for r in rows if r["kind"] == "event"
+            and r["event"] != "not_learning"] == ["start", "resume", "end"]
     # the epochs before the crash are kept as they were
     old = [r for r in before if r["kind"] == "epoch" and r["epoch"] < done]
     assert old == [r for r in rows if r["kind"] == "epoch" and r["epoch"] < done]

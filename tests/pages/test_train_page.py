@@ -9,9 +9,10 @@ import time
 import pytest
 
 from engine.data import Augmentation, export_demo, list_datasets, load_augmentation
-from engine.training import list_runs, run_status, stop_run, train
+from engine.training import RunConfig, list_runs, run_status, train
 from engine.training.runs import create_run
 from tests.engine.training_helpers import tiny_config, wait_for
+from tests.pages.checks import assert_clean
 
 PAGE = "pages/train.py"
 
@@ -21,19 +22,13 @@ def demo_set(app_home):
     return export_demo(app_home / "datasets", n=72, size=32, seed=0)
 
 
-@pytest.fixture
-def runs(app_home):
-    folder = app_home / "runs"
-    yield folder
-    for status in list_runs(folder) if folder.is_dir() else []:
-        if status.active:  # never leave a process behind
-            stop_run(status.run_id, folder, force=True)
-
-
-def _train_page(app, **query):
+def _train_page(app, errors_expected=False, **query):
     at = app(**query).run()
     at.switch_page(PAGE).run()
-    assert not at.exception
+    if errors_expected:
+        assert not at.exception
+    else:
+        assert_clean(at)
     return at
 
 
@@ -63,7 +58,7 @@ def test_the_demo_set_made_here_is_augmented_with_its_mirrors(app, app_home):
     at.selectbox(key="train_demo_n").select(120)
     at.selectbox(key="train_demo_side").select(32)
     next(b for b in at.button if b.label == "Create the demo data set").click().run()
-    assert not at.exception
+    assert_clean(at)
     (made,) = list_datasets(app_home / "datasets")
     assert len(made.files) == 120
     assert load_augmentation(made) == Augmentation(horizontal_flip=True, vertical_flip=True,
@@ -76,20 +71,21 @@ def test_start_launches_a_background_run_with_the_chosen_settings(app, demo_set,
     at.number_input(key="_w_train_epochs").set_value(2)
     at.selectbox(key="_w_train_batch").select(8)
     at.button(key="train_start").click().run()
-    assert not at.exception
+    assert_clean(at)
     # The run is admitted by a job of the server's queue, then trains in its own process.
     (status,) = wait_for(lambda: list_runs(runs), timeout=60)
     config = json.loads((status.run_dir / "config.json").read_text())
     assert (config["epochs"], config["batch_size"], config["mode"]) == (2, 8, "scratch")
     assert config["lr_schedule"] == "cosine"  # the default
     assert config["batch_norm"] is True  # the default: trained with it, saved folded
-    assert (config["warmup"], config["label_smoothing"]) == (0.05, 0.1)  # the defaults
+    assert (config["warmup"], config["label_smoothing"]) == (  # the defaults
+        RunConfig.warmup, RunConfig.label_smoothing)
     assert config["image_size"] == [32, 32]  # suggested from the data set's images
     assert config["dataset"] == str(demo_set.folder)
     # The run goes on in its own process; the page follows it.
     wait_for(lambda: not run_status(status.run_id, runs).active, timeout=240)
     at.run()
-    assert not at.exception
+    assert_clean(at)
     assert run_status(status.run_id, runs).state == "finished"
     assert "Finished after 2/2 epochs" in " ".join(p.proto.text for p in at.get("progress"))
     assert {"Evaluation", "Learning timeline", "Compare runs",
@@ -108,13 +104,13 @@ def test_after_a_run_the_curves_evaluation_and_timeline_are_drawn(app, demo_set,
     slider = at.select_slider(key=f"timeline_{status.run_id}")
     assert slider.options == ["0", "1", "2"] and slider.value == 2
     slider.set_value(0).run()
-    assert not at.exception
+    assert_clean(at)
     assert "after 0 epochs" in _texts(at, "markdown")
 
 
 def test_a_diverged_run_says_to_lower_the_learning_rate(app, demo_set, runs):
     _finished_run(demo_set, runs, learning_rate=1e5, probe_images=0)
-    at = _train_page(app)
+    at = _train_page(app, errors_expected=True)
     errors = _texts(at, "error")
     assert "diverged" in errors and "lower learning rate" in errors
 
@@ -136,7 +132,7 @@ def test_the_trained_model_is_in_the_sidebar_of_every_page(app, demo_set, runs):
     picker = at.sidebar.selectbox(key="_w_model")
     assert f"Trained: {status.name} · 2 epochs" in picker.options
     picker.select(option).run()
-    assert not at.exception
+    assert_clean(at)
     caption = _texts(at.sidebar, "caption")
     assert "32x32 input · 6 classes" in caption
     assert at.query_params["model"] in (option, [option])
@@ -151,7 +147,7 @@ def test_deleting_a_run_removes_it_from_the_page_and_the_sidebar(app, demo_set, 
     assert at.selectbox(key="_w_train_run").value == doomed.run_id
     assert "Delete this run" in _popovers(at)
     at.button(key="train_delete").click().run()
-    assert not at.exception and not at.error
+    assert_clean(at)
     assert not doomed.run_dir.exists()
     assert [s.run_id for s in list_runs(runs)] == [kept.run_id]
     assert at.selectbox(key="_w_train_run").value == kept.run_id
