@@ -68,3 +68,16 @@ def test_offline_the_base_picker_offers_the_demo_model_first_and_says_why(app, r
     config = (status.run_dir / "config.json").read_text()
     assert '"base_model": "demo"' in config and '"image_size": null' in config
     assert str(data.folder) in config
+
+
+def test_the_train_page_creates_the_small_new_shapes_set(app, app_home):
+    from engine.data import NOVEL_CLASS_NAMES, list_datasets
+
+    at = _page(app)
+    at.button(key="train_demo_novel").click().run()
+    assert_clean(at)
+    (made,) = list_datasets(app_home / "datasets")
+    assert list(made.class_names) == list(NOVEL_CLASS_NAMES)
+    assert {c: sum(v.values()) for c, v in made.counts().items()} == {
+        "train": 300, "validation": 90, "test": 600}
+    assert at.selectbox(key="_w_dataset").value == made.id

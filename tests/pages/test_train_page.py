@@ -162,3 +162,12 @@ def test_a_run_still_going_offers_stop_not_delete(app, demo_set, runs):
     at = _train_page(app)
     assert "Stop" in [b.label for b in at.button]
     assert "Delete this run" not in _popovers(at)
+
+
+def test_a_run_that_does_not_learn_says_so_with_what_to_try(app, demo_set, runs):
+    # 1e-9 leaves the zero-initialised classifier where it starts: loss ln 6, chance level
+    _finished_run(demo_set, runs, epochs=3, learning_rate=1e-9, probe_images=0)
+    at = _train_page(app)
+    warnings = _texts(at, "warning")
+    assert "not learning" in warnings and "lower learning rate" in warnings
+    assert "pretrained base" in warnings
