@@ -165,7 +165,6 @@ def lesson_work(lesson_id: str, runs_dir: str | os.PathLike, limit: int, *,
     Returns:
         The run ids of all steps.
     """
-    from engine.training.config import RunConfig as _Config
     from engine.training.runs import create_run
 
     root = resolve_runs_dir(runs_dir)
@@ -183,7 +182,7 @@ def lesson_work(lesson_id: str, runs_dir: str | os.PathLike, limit: int, *,
                 time.sleep(poll_s)
             if cancelled():
                 return [r for r in lesson.run_ids if r]
-            run_id = start(_Config.from_dict(settings))
+            run_id = start(RunConfig.from_dict(settings))
             lesson = _load(root, lesson_id)
             lesson.run_ids[i] = run_id
             _save(lesson, root)
