@@ -202,6 +202,39 @@ def _base_settings() -> dict:
     return options
 
 
+def _fine_tune_settings() -> dict:
+    """Stage 2 of fine-tuning: how many layers, how many epochs, at which learning rate."""
+    cols = st.columns(3)
+    layers = int(cols[0].number_input(
+        "Layers to unfreeze", 1, 500, **state.durable("train_ft_layers", 20),
+        help="Stage 2 lets this many of the base's top layers (with weights) learn."))
+    epochs = int(cols[1].number_input(
+        "Stage 2 epochs", 1, 1000, **state.durable("train_ft_epochs", 5)))
+    rate = float(cols[2].number_input(
+        "Stage 2 learning rate", 1e-8, 1.0, format="%g", step=1e-5,
+        **state.durable("train_ft_lr", 1e-5)))
+    return {"fine_tune_layers": layers, "fine_tune_epochs": epochs,
+            "fine_tune_learning_rate": rate}
+
+
+def _continue_settings() -> dict:
+    """The model a ``continue`` run starts from: a run's model, or a file and its
+    preprocessing."""
+    trained = trained_models(RUNS)
+    sources = {str(t.path): t.title for t in trained}
+    sources[""] = "A .keras file on this computer"
+    source = st.selectbox("Model to continue", list(sources), format_func=sources.get,
+                          **state.durable("train_init", next(iter(sources))))
+    if source:
+        return {"init_model": source}
+    path = st.text_input("Model file", **state.durable("train_init_path", ""),
+                         placeholder="/path/to/model.keras")
+    prep = st.selectbox("Its preprocessing", list(PREPROCESSING_MODES),
+                        format_func=PREPROCESSING_MODES.get,
+                        **state.durable("train_init_prep", "unit"))
+    return {"init_model": path.strip() or None, "preprocessing": prep}
+
+
 def _settings(datasets) -> RunConfig | None:
     """The new-run settings; returns the config when Start was pressed."""
     by_id = {d.id: d for d in datasets}
@@ -233,31 +266,9 @@ def _settings(datasets) -> RunConfig | None:
     elif mode in ("feature_extraction", "fine_tuning"):
         options.update(_base_settings())
         if mode == "fine_tuning":
-            cols = st.columns(3)
-            options["fine_tune_layers"] = int(cols[0].number_input(
-                "Layers to unfreeze", 1, 500, **state.durable("train_ft_layers", 20),
-                help="Stage 2 lets this many of the base's top layers (with weights) learn."))
-            options["fine_tune_epochs"] = int(cols[1].number_input(
-                "Stage 2 epochs", 1, 1000, **state.durable("train_ft_epochs", 5)))
-            options["fine_tune_learning_rate"] = float(cols[2].number_input(
-                "Stage 2 learning rate", 1e-8, 1.0, format="%g", step=1e-5,
-                **state.durable("train_ft_lr", 1e-5)))
+            options.update(_fine_tune_settings())
     else:
-        trained = trained_models(RUNS)
-        sources = {str(t.path): t.title for t in trained}
-        sources[""] = "A .keras file on this computer"
-        source = st.selectbox("Model to continue", list(sources), format_func=sources.get,
-                              **state.durable("train_init", next(iter(sources))))
-        if source:
-            options["init_model"] = source
-        else:
-            path = st.text_input("Model file", **state.durable("train_init_path", ""),
-                                 placeholder="/path/to/model.keras")
-            prep = st.selectbox("Its preprocessing", list(PREPROCESSING_MODES),
-                                format_func=PREPROCESSING_MODES.get,
-                                **state.durable("train_init_prep", "unit"))
-            options.update(init_model=path.strip() or None, preprocessing=prep)
-
+        options.update(_continue_settings())
     cols = st.columns([1, 4])
     epochs = int(cols[0].number_input("Epochs", 1, 10_000, **state.durable("train_epochs", 10)))
     with cols[1], presenter.technical("train_optimiser"):
