@@ -31,8 +31,8 @@ from engine.cache import PerModelCache
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import (CONV_TYPES, SEPARATOR, functional_graph, iter_layers,
-                                  inference_arguments, nested_call_inputs, ready_nodes)
+from engine.models.graph import functional_graph, run_graph
+from engine.models.layers import CONV_TYPES, iter_layers
 from engine.models.preprocessing import preprocess
 
 L = keras.layers
@@ -208,8 +208,10 @@ class _Extractor:
         if self.preprocess is not None:
             x = self.preprocess(x)
         order = list(self.keys) + [input_key(p) for p in self.inputs_of]
-        found: dict[str, tf.Tensor] = {}
-        _GraphRun(set(self.keys), set(self.inputs_of), found).run(network, [x], prefix="")
+        # The walk stops once every wanted tensor is found: the rest of the network is not run.
+        run = run_graph(network, [x], capture=self.keys, capture_inputs=self.inputs_of,
+                        stop_when_captured=True)
+        found = {**run.outputs_of, **{input_key(p): t for p, t in run.inputs_of.items()}}
         missing = [key for key in order if key not in found]
         if missing:
             raise KeyError(f"These layers are not on the path from the input of "
@@ -236,47 +238,6 @@ class _Extractor:
     def assemble(self, parts: list[list[np.ndarray]]) -> dict[str, np.ndarray]:
         arrays = parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts)]
         return {key: arrays[self.slot[key]] for key in self.order}
-
-
-class _GraphRun:
-    """Runs a Functional graph on real tensors, as ``Functional._run_through_graph`` does,
-    descending into nested models and keeping the tensors of wanted layers by path."""
-
-    def __init__(self, outputs_of: set[str], inputs_of: set[str], found: dict):
-        self.outputs_of = outputs_of
-        self.inputs_of = inputs_of
-        self.found = found
-        self.target = len(outputs_of) + len(inputs_of)
-
-    def done(self) -> bool:
-        return len(self.found) >= self.target
-
-    def run(self, model: keras.Model, inputs: list, prefix: str) -> list | None:
-        """Returns the model's outputs, or None once every wanted tensor is found."""
-        graph = functional_graph(model)
-        tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
-        for node in ready_nodes(graph, tensors):
-            op = node.operation
-            path = prefix + op.name
-            if path in self.inputs_of:
-                self.found.setdefault(input_key(path), tensors[id(node.input_tensors[0])])
-            if isinstance(op, keras.Model) and functional_graph(op) is not None:
-                outer = nested_call_inputs(node)
-                outputs = self.run(op, [tensors[id(t)] for t in outer], path + SEPARATOR)
-                if outputs is None:
-                    return None
-            else:
-                args, kwargs = inference_arguments(node, tensors)
-                outputs = keras.tree.flatten(op(*args, **kwargs))
-            for t, y in zip(node.outputs, outputs):
-                tensors[id(t)] = y
-            if path in self.outputs_of:
-                self.found.setdefault(path, outputs[0])
-            if self.done():
-                return None  # the rest of the network is not needed
-        return [tensors[id(t)] for t in graph.outputs]
-
-
 
 
 # One extractor per (model, layer set), forgotten with the model.

@@ -36,12 +36,14 @@ from engine.actmax.objectives import Objective, Tensors
 from engine.actmax.param import PARAMETERISATIONS, make_parameterization
 from engine.cache import BoundedCache
 from engine.models.explorable import ExplorableModel
+from engine.models.graph import PRECISIONS
 from engine.progress import Progress, report, stop_requested
 
 #: Bump when a change to the algorithm changes results, so old disk caches are not reused.
-ALGORITHM_VERSION = 1
+#: 2: bfloat16 runs keep a model's own preprocessing layers in float32 and its Normalization
+#: statistics (the graph runner's copies, ``engine.models.graph``).
+ALGORITHM_VERSION = 2
 _ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
-PRECISIONS = ("float32", "bfloat16")
 #: Half the steps at half resolution, then full resolution (``Settings.schedule``).
 COARSE_TO_FINE = ((0.5, 0.5), (0.5, 1.0))
 # Coarse stages never shrink the network's input below this side (or the full size if smaller).

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import keras
 
 from engine.errors import InvalidModelError
+from engine.models.graph import GraphWalk, functional_graph, is_graph_model
 from engine.models.layers import SEPARATOR, iter_layers
 
 L = keras.layers
@@ -146,7 +147,7 @@ def layer_table(model: keras.Model) -> list[LayerInfo]:
         InvalidModelError: the model has no input shape yet, or is a subclassed model whose
             graph cannot be read.
     """
-    records = _GraphWalk.of(model).records
+    records = _ShapeWalk.of(model).records
     rows: list[LayerInfo] = []
     trainable_by_path: dict[str, bool] = {}
     for ref in iter_layers(model):
@@ -183,7 +184,7 @@ def model_totals(model: keras.Model) -> ModelTotals:
     Raises:
         InvalidModelError: as for ``layer_table``.
     """
-    walk = _GraphWalk.of(model)
+    walk = _ShapeWalk.of(model)
     trainable = sum(_n_elements(w.shape) for w in model.trainable_weights)
     non_trainable = sum(_n_elements(w.shape) for w in model.non_trainable_weights)
     n_bytes = sum(_n_elements(w.shape) * _itemsize(w.dtype) for w in model.weights)
@@ -220,8 +221,8 @@ class _Record:
     flops: int
 
 
-class _GraphWalk:
-    """Runs the model's graph on (shape, receptive field) pairs instead of tensors.
+class _ShapeWalk(GraphWalk):
+    """Walks the model's graph on (shape, receptive field) pairs instead of tensors.
 
     Shapes are those Keras recorded when the graph was built, unless the walk feeds a node a
     different shape, which happens inside a nested model built for ``(None, None, 3)`` and
@@ -239,8 +240,8 @@ class _GraphWalk:
         self.output_specs: list = []
 
     @classmethod
-    def of(cls, model: keras.Model) -> "_GraphWalk":
-        graph = _graph_of(model)
+    def of(cls, model: keras.Model) -> "_ShapeWalk":
+        graph = functional_graph(model)
         if graph is None:
             if isinstance(model, keras.Sequential):
                 raise InvalidModelError(
@@ -253,66 +254,38 @@ class _GraphWalk:
             )
         walk = cls()
         walk.input_specs = list(graph.inputs)
-        fields = [_input_field(spec.shape) for spec in walk.input_specs]
-        walk.output_specs, _ = walk._run(model, "", walk.input_specs, fields)
+        inputs = [(spec, _input_field(spec.shape)) for spec in walk.input_specs]
+        walk.output_specs = [spec for spec, _ in walk.run(model, inputs)]
         return walk
 
-    def _run(self, model, prefix, in_specs, in_fields):
-        """Walk the graph of ``model`` fed with ``in_specs``/``in_fields``.
-
-        Returns:
-            ``(output_specs, output_fields)``, one per output of ``model``.
-        """
-        graph = _graph_of(model)
-        specs = {id(t): s for t, s in zip(graph.inputs, in_specs)}
-        fields = {id(t): f for t, f in zip(graph.inputs, in_fields)}
-        nodes_by_depth = graph._nodes_by_depth
-        for depth in sorted(nodes_by_depth, reverse=True):
-            for node in nodes_by_depth[depth]:
-                if not node.operation or node.is_input:
-                    continue
-                if any(id(t) not in specs for t in node.input_tensors):
-                    continue  # not reachable from these inputs (Keras skips it too)
-                if isinstance(node.operation, keras.Model) and _graph_of(node.operation):
-                    out_specs, out_fields = self._run_nested(node, prefix, specs, fields)
-                else:
-                    out_specs, out_fields = self._run_layer(node, prefix, specs, fields)
-                for t, spec, field in zip(node.outputs, out_specs, out_fields):
-                    specs[id(t)] = spec
-                    fields[id(t)] = field
-        return [specs[id(t)] for t in graph.outputs], [fields[id(t)] for t in graph.outputs]
-
-    def _run_nested(self, node, prefix, specs, fields):
-        """Carry the walk into a nested model; its row gets the FLOPs of its layers."""
-        model = node.operation
-        path = prefix + model.name
-        # The model's call argument, flattened, lines up with its inputs (as in Keras' own
-        # Function._run_through_graph).
-        args, kwargs = node.arguments.args, node.arguments.kwargs
-        outer = keras.tree.flatten(args[0] if args else kwargs["inputs"])
+    def visit(self, node, path, values):
+        """A nested model's row gets the FLOPs of its layers."""
+        if not is_graph_model(node.operation):
+            return super().visit(node, path, values)
         flops_before = self.total_flops
-        out_specs, out_fields = self._run(model, path + SEPARATOR, [specs[id(t)] for t in outer],
-                                          [fields[id(t)] for t in outer])
-        self._record(path, out_specs[0], out_fields[0], self.total_flops - flops_before)
-        return out_specs, out_fields
+        outputs = super().visit(node, path, values)
+        spec, field = outputs[0]
+        self._record(path, spec, field, self.total_flops - flops_before)
+        return outputs
 
-    def _run_layer(self, node, prefix, specs, fields):
+    def call(self, node, path, values):
         """One call of a layer, a ``keras.ops`` operation or an opaque (subclassed) model."""
         op = node.operation
-        in_specs = [specs[id(t)] for t in node.input_tensors]
+        in_specs = [values[id(t)][0] for t in node.input_tensors]
+        in_fields = [values[id(t)][1] for t in node.input_tensors]
         if all(_same_shape(s, t) for s, t in zip(in_specs, node.input_tensors)):
             out_specs = list(node.outputs)
         else:
+            specs = {id(t): s for t, s in zip(node.input_tensors, in_specs)}
             args, kwargs = node.arguments.fill_in(specs)
             out_specs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
-        out_field = _output_field(op, [fields[id(t)] for t in node.input_tensors],
-                                  [s.shape for s in in_specs], out_specs[0].shape)
+        out_field = _output_field(op, in_fields, [s.shape for s in in_specs], out_specs[0].shape)
         # keras.ops calls in a functional graph are operations, not layers: no row, no weights.
         if isinstance(op, keras.layers.Layer):
             flops = _layer_flops(op, in_specs[0].shape, out_specs[0].shape)
             self.total_flops += flops
-            self._record(prefix + op.name, out_specs[0], out_field, flops)
-        return out_specs, [out_field] * len(out_specs)
+            self._record(path, out_specs[0], out_field, flops)
+        return [(spec, out_field) for spec in out_specs]
 
     def _record(self, path, spec, field, flops):
         record = self.records.get(path)
@@ -320,15 +293,6 @@ class _GraphWalk:
             self.records[path] = _Record(tuple(spec.shape[1:]), field, flops)
         else:
             record.flops += flops  # shared layer: shape and field of its first call
-
-
-def _graph_of(model):
-    """The Functional graph Keras runs for ``model``, or ``None`` when it has none."""
-    if isinstance(model, keras.Sequential):
-        # Keras 3 builds it on the first call, on keras.Input or on model.build(); a
-        # Sequential that was never given an input shape has none.
-        return model._functional
-    return model if hasattr(model, "_nodes_by_depth") else None
 
 
 def _same_shape(spec, reference) -> bool:

@@ -3,7 +3,7 @@
 A transfer model often holds a whole ImageNet network as one layer ("vgg16" inside
 "sequential"). Layer pickers, the architecture table, feature maps and Grad-CAM all need the
 layers *inside* it, so every walk goes through ``iter_layers``, which names a nested layer by its
-path: ``"vgg16/block5_conv3"``.
+path: ``"vgg16/block5_conv3"``. Running the graph itself, op by op: ``engine.models.graph``.
 """
 
 from __future__ import annotations
@@ -84,51 +84,6 @@ def find_layer(model: keras.Model, path: str) -> keras.layers.Layer:
 def conv_layer_paths(model: keras.Model) -> list[str]:
     """Paths of every convolution layer, nested ones included, in forward order."""
     return [ref.path for ref in iter_layers(model) if isinstance(ref.layer, CONV_TYPES)]
-
-
-# ------------------------------------------------------------------- running a graph by hand
-# Feature maps, saliency and activation maximisation each run a model's own graph node by node
-# on real tensors (to reach layers inside nested models without adding nodes to a shared model).
-# These helpers are the part they share; each keeps its own per-layer hook.
-def functional_graph(model: keras.layers.Layer):
-    """The Functional graph Keras runs for ``model`` (a Sequential's inner one), or None for a
-    subclassed model or a Sequential that was never built."""
-    if isinstance(model, keras.Sequential):
-        return getattr(model, "_functional", None)
-    return model if hasattr(model, "_nodes_by_depth") else None
-
-
-def ready_nodes(graph, tensors: dict):
-    """Yield ``graph``'s computing nodes in execution order, skipping input nodes and nodes not
-    reachable from the tensors computed so far.
-
-    Args:
-        graph: a ``functional_graph``.
-        tensors: ``id(symbolic tensor) -> value``; the caller adds each node's outputs before
-            asking for the next node.
-    """
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if node.operation is None or node.is_input:
-                continue
-            if any(id(t) not in tensors for t in node.input_tensors):
-                continue  # not reachable from these inputs (Keras skips it too)
-            yield node
-
-
-def nested_call_inputs(node) -> list:
-    """The symbolic tensors a call of a nested model passes to it, flattened."""
-    args, kwargs = node.arguments.args, node.arguments.kwargs
-    return keras.tree.flatten(args[0] if args else kwargs["inputs"])
-
-
-def inference_arguments(node, tensors: dict) -> tuple[list, dict]:
-    """The arguments of ``node``'s layer call filled in from the computed ``tensors``, in
-    inference mode (Dropout off, BatchNorm on its moving statistics)."""
-    args, kwargs = node.arguments.fill_in(tensors)
-    if "training" in getattr(node.operation, "_call_context_args", {}):
-        kwargs = {**kwargs, "training": False}
-    return args, kwargs
 
 
 @contextlib.contextmanager

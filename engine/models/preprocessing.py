@@ -13,14 +13,14 @@ EfficientNet, ConvNeXt and the Keras tutorials' models have) says so in its own 
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from engine.models.layers import SEPARATOR, functional_graph
+from engine.models.graph import consumers, functional_graph
+from engine.models.layers import SEPARATOR
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -146,15 +146,10 @@ def _leading_layers(model: keras.Model, prefix: str) -> tuple[list[tuple[str, ke
     graph = functional_graph(model)
     if graph is None or len(graph.inputs) != 1:
         return [], False
-    consumers = collections.defaultdict(list)
-    for nodes in graph._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is not None and not node.is_input:
-                for tensor in node.input_tensors:
-                    consumers[id(tensor)].append(node)
+    taken_by = consumers(graph)
     walked, tensor = [], graph.inputs[0]
     while not any(tensor is out for out in graph.outputs):
-        following = consumers.get(id(tensor), [])
+        following = taken_by.get(id(tensor), [])
         if len(following) != 1 or len(following[0].input_tensors) != 1:
             return walked, False  # a branch (or a dead end): past here is the network itself
         node = following[0]

@@ -5,10 +5,10 @@ Two things make this more than ``keras.Model(model.inputs, [layer.output, model.
 
 * **Nested models.** When an ImageNet base is one layer of a transfer model, its inner layers'
   ``.output`` belongs to the base's own graph, not the outer one, and Keras answers "Graph
-  disconnected" (so do tf-keras-vis and the keras.io Grad-CAM example). Here the outer graph is
-  run node by node on real tensors, and the nested model's node is run the same way, layer by
-  layer, so the inner layer's output and the final output come from the same computation.
-  Calling layers on real tensors adds no nodes: the user's model is left as it was.
+  disconnected" (so do tf-keras-vis and the keras.io Grad-CAM example). Here the graph is run
+  node by node on real tensors, nested models layer by layer (``engine.models.graph``), so the
+  inner layer's output and the final output come from the same computation. Calling layers on
+  real tensors adds no nodes: the user's model is left as it was.
 * **Logits.** Gradients of a softmax output saturate and mix classes; the methods follow the
   papers (and tf-keras-vis' ``ReplaceToLinear``) and take the class score before the softmax.
   The output layer is swapped, in this graph only, for a copy with a linear activation (a
@@ -16,10 +16,11 @@ Two things make this more than ``keras.Model(model.inputs, [layer.output, model.
   same softmax, the same order of classes.
 
 **Precision.** ``ForwardGraph(..., precision="bfloat16")`` runs bfloat16 copies of the layers
-(weights rounded once, made on first use and shared by every graph of the model; the user's
-layers are only read): about twice as fast on CPUs with AVX512-BF16/AMX and recent GPUs. The
-input, the preprocessing, the logits and the softmax stay float32, and so do the gradients
-handed back; SmoothGrad and Score-CAM average many such passes in float32.
+(``engine.models.graph.bfloat16_layer``: weights rounded once, made on first use and shared by
+every graph that runs the layer; the user's layers are only read): about twice as fast on CPUs
+with AVX512-BF16/AMX and recent GPUs. The input, the preprocessing (also where the model does it
+with its own layers), the logits and the softmax stay float32, and so do the gradients handed
+back; SmoothGrad and Score-CAM average many such passes in float32.
 
 Graph functions are ``tf.function``s with fixed input signatures (any batch size, no retracing),
 built once per (model, layer, precision) and kept in a small cache.
@@ -27,19 +28,19 @@ built once per (model, layer, precision) and kept in a small cache.
 
 from __future__ import annotations
 
-import collections
-import threading
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from engine.cache import BoundedCache, PerModelCache
+from engine.cache import BoundedCache
 from engine.errors import InvalidModelError
 from engine.models.architecture import layer_table
 from engine.models.explorable import ExplorableModel
-from engine.models.layers import CONV_TYPES, SEPARATOR, find_layer, functional_graph, ready_nodes
+from engine.models.graph import (PRECISIONS, computing_nodes, consumers, functional_graph,
+                                 layer_copy, output_op, run_graph)
+from engine.models.layers import CONV_TYPES, SEPARATOR, find_layer
 from engine.saliency.targets import class_scores
 
 L = keras.layers
@@ -51,9 +52,6 @@ _BLOCK_TAIL_TYPES = (
 )
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 _CACHE_SIZE = 6  # (model, layer, precision); a graph holds its model (VGG16: 0.5 GB)
-#: arithmetic of a ``ForwardGraph``: float32, or bfloat16 copies of the layers (about twice as
-#: fast where the hardware has bfloat16 instructions)
-PRECISIONS = ("float32", "bfloat16")
 
 
 # --------------------------------------------------------------------------------- layer choice
@@ -102,19 +100,11 @@ def _is_spatial(shape) -> bool:
 def _block_tail(graph, conv) -> str:
     """Follow the conv's output through batch norm / activation / residual add while it has a
     single consumer that keeps the grid; the name of the last layer reached."""
-    consumers = collections.defaultdict(list)
-    node_of = {}
-    for nodes in graph._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is None or node.is_input:
-                continue
-            node_of.setdefault(id(node.operation), node)
-            for t in node.input_tensors:
-                consumers[id(t)].append(node)
-    node = node_of[id(conv)]
+    following_of = consumers(graph)
+    node = next(n for n in computing_nodes(graph) if n.operation is conv)
     while True:
         out = node.outputs[0]
-        following = consumers.get(id(out), [])
+        following = following_of.get(id(out), [])
         if len(following) != 1 or not isinstance(following[0].operation, _BLOCK_TAIL_TYPES):
             return node.operation.name
         nxt = following[0]
@@ -123,14 +113,12 @@ def _block_tail(graph, conv) -> str:
         node = nxt
 
 
-
-
 # ---------------------------------------------------------------------------------- the graph
 @dataclass(frozen=True)
 class _OutputFix:
     """How the class logits are obtained from the model's last operation."""
 
-    replacement: object  # the op to call instead of the output layer, or None
+    replace: dict  # path of the output op -> hook computing the logits instead (``GraphRun``)
     log_of: str | None  # "softmax"/"sigmoid": take the inverse of the output, no linear copy
 
 
@@ -197,15 +185,13 @@ class ForwardGraph:
         if functional_graph(keras_model) is None:
             out = keras_model(inputs, training=False)
             return None, self._to_logits(out, log_of=self.model.output_activation)
-        parts = self.layer.split(SEPARATOR) if self.layer else []
-        captured = {}
-        low = _low_precision_layers(self.model) if self.precision == "bfloat16" else None
-        (out,) = _run(keras_model, [inputs], parts, captured, self._fix.replacement, low)[:1]
-        logits = self._to_logits(out, log_of=self._fix.log_of)
-        if self.layer and "value" not in captured:
+        run = run_graph(keras_model, [inputs], capture=[self.layer] if self.layer else [],
+                        replace=self._fix.replace, precision=self.precision)
+        logits = self._to_logits(run.outputs[0], log_of=self._fix.log_of)
+        if self.layer and self.layer not in run.outputs_of:
             raise InvalidModelError(f"The layer '{self.layer}' is not on the path from the input "
                                     "to the output; pick another layer.")
-        value = captured.get("value")
+        value = run.outputs_of.get(self.layer)
         return (None if value is None else tf.cast(value, tf.float32)), logits
 
     def _to_logits(self, out, log_of):
@@ -254,157 +240,32 @@ class ForwardGraph:
         return activations, tape.gradient(score, activations), logits
 
 
-def _run(model, inputs, parts, captured, replacement, low=None):
-    """Run ``model``'s graph on real tensors; store the first output of the layer named by
-    ``parts`` (a path split at "/") in ``captured["value"]``; call ``replacement`` instead of the
-    op that produces the model's output, when one is given; with ``low`` (a
-    ``_LowPrecisionLayers``), call each layer's bfloat16 copy instead of the layer."""
-    graph = functional_graph(model)
-    tensors = {id(t): x for t, x in zip(graph.inputs, inputs)}
-    output_ids = {id(t) for t in graph.outputs}
-    for node in ready_nodes(graph, tensors):
-        op = node.operation
-        args, kwargs = node.arguments.fill_in(tensors)
-        is_output = any(id(t) in output_ids for t in node.outputs)
-        target_here = bool(parts) and op.name == parts[0]
-        if isinstance(op, keras.Model) and functional_graph(op) is not None and (
-                (target_here and len(parts) > 1) or (is_output and replacement is not None)
-                or low is not None):
-            inner = keras.tree.flatten(args[0] if args else kwargs["inputs"])
-            outputs = _run(op, inner, parts[1:] if target_here else [], captured,
-                           replacement if is_output else None, low)
-            outputs = outputs[0] if len(outputs) == 1 else outputs
-        elif is_output and replacement is not None and op is _replaced(replacement):
-            outputs = replacement(*args, **kwargs)
-        elif low is not None:
-            outputs = low(op)(*args, **kwargs)
-        else:
-            outputs = op(*args, **kwargs)
-        flat = keras.tree.flatten(outputs)
-        if target_here and len(parts) == 1 and "value" not in captured:
-            captured["value"] = flat[0]
-        for t, value in zip(node.outputs, flat):
-            tensors[id(t)] = value
-    return [tensors[id(t)] for t in graph.outputs]
-
-
-class _Identity:
-    """Stands in for a separate softmax/sigmoid layer at the end of a model."""
-
-    def __init__(self, original):
-        self.original = original
-
-    def __call__(self, inputs, *args, **kwargs):
-        return inputs
-
-
-class _LinearCopy:
-    """A copy of the output layer with ``activation="linear"`` and the same weights."""
-
-    def __init__(self, original, layer):
-        self.original = original
-        self.layer = layer
-
-    def __call__(self, *args, **kwargs):
-        return self.layer(*args, **kwargs)
-
-
-def _replaced(replacement):
-    return replacement.original
-
-
-def _output_op(model):
-    """The op producing ``model``'s (first) output, looking inside nested models."""
-    graph = functional_graph(model)
-    if graph is None:
-        return None
-    target = id(graph.outputs[0])
-    for nodes in graph._nodes_by_depth.values():
-        for node in nodes:
-            if node.operation is not None and not node.is_input and any(
-                    id(t) == target for t in node.outputs):
-                op = node.operation
-                if isinstance(op, keras.Model) and functional_graph(op) is not None:
-                    return _output_op(op)
-                return op
-    return None
-
-
 def _output_fix(keras_model) -> _OutputFix:
-    op = _output_op(keras_model)
-    if op is None:
-        return _OutputFix(None, None)
-    if isinstance(op, L.Softmax) or (isinstance(op, L.Activation) and _activation_name(op)
-                                     in _PROBABILITY_ACTIVATIONS):
-        return _OutputFix(_Identity(op), None)
+    found = output_op(keras_model)
+    if found is None:
+        return _OutputFix({}, None)
+    path, op = found
     name = _activation_name(op)
+    if isinstance(op, L.Softmax) or (isinstance(op, L.Activation)
+                                     and name in _PROBABILITY_ACTIVATIONS):
+        return _OutputFix({path: _skip}, None)
     if name not in _PROBABILITY_ACTIVATIONS:
-        return _OutputFix(None, None)  # already logits
+        return _OutputFix({}, None)  # already logits
     try:
-        config = {**op.get_config(), "activation": "linear", "name": f"{op.name}_linear"}
-        copy = type(op).from_config(config)
-        copy.build(op.input.shape if _single_input(op) else None)
-        copy.set_weights(op.get_weights())
-    except Exception:  # a custom layer that cannot be copied: invert the activation instead
-        return _OutputFix(None, name)
-    return _OutputFix(_LinearCopy(op, copy), None)
+        linear = layer_copy(op, activation="linear")
+    except InvalidModelError:  # a custom layer that cannot be copied: invert the activation
+        return _OutputFix({}, name)
+    return _OutputFix({path: lambda _op, args, kwargs: linear(*args, **kwargs)}, None)
 
 
-def _single_input(op) -> bool:
-    try:
-        return op.input is not None
-    except (AttributeError, ValueError):
-        return False
+def _skip(op, args, kwargs):
+    """Stands in for a separate softmax/sigmoid layer at the end of a model."""
+    return args[0] if args else kwargs["inputs"]
 
 
 def _activation_name(op) -> str:
     activation = getattr(op, "activation", None)
     return getattr(activation, "__name__", "linear")
-
-
-# ------------------------------------------------------------------------------ low precision
-class _LowPrecisionLayers:
-    """bfloat16 copies of one model's layers, made on first use and shared by all its graphs.
-
-    A copy has the layer's config with a bfloat16 dtype policy and the layer's weights rounded
-    to bfloat16 (half the memory of a float32 copy, no cast per call); normalisation layers use
-    ``mixed_bfloat16`` (float32 statistics, as Keras computes them anyway). A layer that cannot
-    be copied (a custom one) runs as it is, in float32: Keras casts its input back."""
-
-    def __init__(self):
-        self._copies: dict[int, object] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, op):
-        with self._lock:
-            if id(op) not in self._copies:
-                with tf.init_scope():  # made eagerly, even when first asked for while tracing
-                    self._copies[id(op)] = _bfloat16_copy(op)
-            return self._copies[id(op)]
-
-
-def _bfloat16_copy(op):
-    if not isinstance(op, keras.layers.Layer) or isinstance(op, keras.Model):
-        return op
-    policy = "mixed_bfloat16" if isinstance(op, _NORMALIZATION_TYPES) else "bfloat16"
-    try:
-        copy = type(op).from_config({**op.get_config(), "dtype": policy,
-                                     "name": f"{op.name}_bfloat16"})
-        if op.weights:
-            copy.build(op.input.shape if _single_input(op) else None)
-            copy.set_weights(op.get_weights())
-    except Exception:  # custom layers: the original, in float32, is still right
-        return op
-    return copy
-
-
-_NORMALIZATION_TYPES = (L.BatchNormalization, L.LayerNormalization, L.GroupNormalization)
-# One set of copies per model, dropped with the model (held weakly: the graphs hold the model).
-_low_layers: "PerModelCache[_LowPrecisionLayers]" = PerModelCache(1)
-
-
-def _low_precision_layers(model: ExplorableModel) -> _LowPrecisionLayers:
-    return _low_layers.get_or_build(model, "copies", _LowPrecisionLayers)
 
 
 def resolve_precision(precision: str) -> str:
