@@ -161,23 +161,6 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized).copy()
 
 
-def to_png_bytes(image: np.ndarray) -> bytes:
-    """Encodes an image as PNG, e.g. for a download button.
-
-    Args:
-        image: ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 array.
-
-    Returns:
-        The PNG file content.
-
-    Raises:
-        ValueError: when `image` is not a uint8 image.
-    """
-    buffer = io.BytesIO()
-    _to_pil(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _known_name(source: Any) -> str | None:
     if isinstance(source, (str, os.PathLike)):
         return os.path.basename(os.fspath(source)) or None

@@ -13,12 +13,10 @@ and layer names of one's own model) is escaped: it shows as text, never as marku
 
 from __future__ import annotations
 
-import base64
 import datetime
 import functools
 import html
 import importlib.metadata
-import io
 import json
 import os
 import platform
@@ -30,7 +28,6 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from engine import actmax
 from engine.actmax import objectives
@@ -42,19 +39,13 @@ from engine.models.architecture import layer_table, model_totals
 from engine.models.explorable import ExplorableModel
 from engine.models.preprocessing import PREPROCESSING_MODES
 from engine.progress import Progress, report
+from engine.render import (FONT, fit_to_side, image_uri, map_tiles, overlay, tile_grid,
+                           tile_size)
 from engine.saliency import METHODS, default_cam_layer, explain
-from engine.saliency.base import resize_map
 from engine.saliency.metrics import FaithfulnessCurves, deletion_insertion
 
 #: the comparison grid's default: the methods that cost about one backward pass
 FAST_METHODS = tuple(name for name, cls in METHODS.items() if cls.speed == "fast")
-
-# Plotly's "Jet" and "Viridis" stops, the app's default colours for saliency and feature maps.
-_JET = [(0.0, (0, 0, 131)), (0.2, (0, 60, 170)), (0.4, (5, 255, 255)), (0.6, (255, 255, 0)),
-        (0.8, (250, 0, 0)), (1.0, (128, 0, 0))]
-_VIRIDIS = [(i / 9, tuple(int(c[k:k + 2], 16) for k in (1, 3, 5))) for i, c in enumerate(
-    ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
-     "#b5de2b", "#fde725"])]
 
 
 def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
@@ -203,7 +194,7 @@ def _saliency(model, image, method, target, cam_layer, options, steps, progress)
     try:
         layer = cam_layer if METHODS[method].uses_layer else None
         saliency = explain(model, image, method, target, layer, **options)[0]
-        card.overlay = _overlay(_thumbnail(image, 224), saliency)
+        card.overlay = overlay(fit_to_side(image, 224, enlarge=False), saliency)
         progress(f"{title}: deleting and inserting pixels")
         card.curves = deletion_insertion(model, image, saliency, target, steps=steps)
     except (CNNExplorerError, TypeError) as exc:
@@ -321,75 +312,20 @@ def _message(exc: Exception) -> str:
 
 
 # ------------------------------------------------------------------------------ pictures
-def _lut(stops) -> np.ndarray:
-    x = np.linspace(0.0, 1.0, 256)
-    positions = [p for p, _ in stops]
-    channels = [np.interp(x, positions, [c[k] for _, c in stops]) for k in range(3)]
-    return np.clip(np.round(np.stack(channels, axis=1)), 0, 255).astype(np.uint8)
-
-
-_JET_LUT, _VIRIDIS_LUT = _lut(_JET), _lut(_VIRIDIS)
-
-
-def _colorize(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    return lut[np.clip(np.round(np.nan_to_num(values) * 255), 0, 255).astype(np.uint8)]
-
-
-def _thumbnail(image: np.ndarray, side: int) -> np.ndarray:
-    """``image`` shrunk so its longer side is at most ``side`` (never enlarged)."""
-    h, w = image.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    if scale == 1.0:
-        return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-
-
-def _overlay(image: np.ndarray, saliency: np.ndarray, opacity: float = 0.5) -> np.ndarray:
-    """The jet-coloured map blended over the image (as on the Saliency page)."""
-    saliency = resize_map(saliency, image.shape[:2])
-    blended = (1 - opacity) * image.astype(np.float32) + opacity * _colorize(saliency, _JET_LUT)
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def _channel_grid(maps: np.ndarray, channels: np.ndarray, tile: int = 64,
+def _channel_grid(maps: np.ndarray, channels: np.ndarray, side: int = 64,
                   per_row: int = 8) -> np.ndarray:
     """(h, w, C) maps -> one picture of the chosen channels, each on its own colour range."""
-    gap = 2
-    rows = -(-len(channels) // per_row)
-    cols = min(per_row, len(channels))
-    canvas = np.full((rows * (tile + gap) - gap, cols * (tile + gap) - gap, 3), 255, np.uint8)
-    for i, c in enumerate(channels):
-        values = maps[:, :, c].astype(np.float32)
-        low, high = float(values.min()), float(values.max())
-        unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
-        picture = Image.fromarray(_colorize(unit, _VIRIDIS_LUT))
-        resample = Image.Resampling.NEAREST if tile >= max(values.shape) \
-            else Image.Resampling.BILINEAR
-        picture = np.asarray(picture.resize((tile, tile), resample))
-        r, k = divmod(i, per_row)
-        canvas[r * (tile + gap):r * (tile + gap) + tile, k * (tile + gap):k * (tile + gap) + tile] \
-            = picture
-    return canvas
-
-
-def _data_uri(image: np.ndarray) -> str:
-    """A ``data:`` URI of the smaller of PNG and JPEG (quality 85) for this picture."""
-    picture = Image.fromarray(np.asarray(image, np.uint8))
-    encoded = {}
-    for fmt, mime, options in (("PNG", "image/png", {"optimize": True}),
-                               ("JPEG", "image/jpeg", {"quality": 85})):
-        buffer = io.BytesIO()
-        picture.save(buffer, format=fmt, **options)
-        encoded[mime] = buffer.getvalue()
-    mime = min(encoded, key=lambda m: len(encoded[m]))
-    return f"data:{mime};base64,{base64.b64encode(encoded[mime]).decode('ascii')}"
+    size = tile_size(maps.shape[0], maps.shape[1], side)
+    tiles = map_tiles(maps, channels, size, "viridis", maps.min(axis=(0, 1)),
+                      maps.max(axis=(0, 1)))
+    return tile_grid(tiles, per_row).image
 
 
 def _img(image: np.ndarray, alt: str, css: str = "") -> str:
     h, w = image.shape[:2]
     css = f' class="{css}"' if css else ""
-    return f'<img src="{_data_uri(image)}" width="{w}" height="{h}" alt="{_e(alt)}"{css}>'
+    src = image_uri(image, jpeg_quality=85)
+    return f'<img src="{src}" width="{w}" height="{h}" alt="{_e(alt)}"{css}>'
 
 
 def _curve_svg(fractions, ours, random, title: str, colour: str) -> str:
@@ -419,8 +355,7 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;
+_CSS = "body{font-family:" + FONT["family"] + """;margin:0;color:#1f2328;
 background:#f6f8fa;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:24px}
 section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:16px 20px;
@@ -471,7 +406,7 @@ def _prediction_section(model, image, ranking) -> str:
         f'style="width:{max(0.5, 100 * p):.1f}%"></div></td></tr>'
         for rank, (name, p) in enumerate(ranking, 1))
     return (f'<section id="prediction"><h2>Prediction</h2><div class="row">'
-            f'<div class="hero">{_img(_thumbnail(image, 256), "the image")}</div>'
+            f'<div class="hero">{_img(fit_to_side(image, 256, enlarge=False), "the image")}</div>'
             f"<div><p>The model's top {len(ranking)} of {model.n_classes} classes:</p>"
             f"<table><tr><th>#</th><th>class</th><th>probability</th><th></th></tr>{rows}"
             "</table></div></div></section>")

@@ -9,8 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from engine.data.report import TINY_SIDE, DatasetReport
+from engine.render import FONT
 
-_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 _LEGEND = dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom",
                traceorder="normal")
 _SPLIT_COLOURS = {"train": "#2f6fde", "validation": "#f08c2e", "test": "#2e9e5b", "all": "#2f6fde"}
@@ -30,7 +30,7 @@ def class_counts(report: DatasetReport) -> go.Figure:
                              marker_color=_SPLIT_COLOURS.get(split, "#9aa5b1"),
                              hovertemplate="%{x}: %{y} images<extra>" + split + "</extra>"))
     fig.update_layout(barmode="stack", height=320, margin=dict(l=10, r=10, t=30, b=10),
-                      font=_FONT, yaxis=dict(title="images"), legend=_LEGEND,
+                      font=FONT, yaxis=dict(title="images"), legend=_LEGEND,
                       xaxis=dict(type="category", automargin=True))
     return fig
 
@@ -46,7 +46,7 @@ def image_sizes(report: DatasetReport) -> go.Figure:
                   opacity=0.08, line_width=0)
     fig.add_shape(type="rect", x0=0, y0=0, x1=top, y1=TINY_SIDE, fillcolor="#e5484d",
                   opacity=0.08, line_width=0)
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
                       title=dict(text="Image sizes (shaded: tiny)", font=dict(size=13)),
                       xaxis=dict(title="width (px)", range=[0, top]),
                       yaxis=dict(title="height (px)", range=[0, top]))
@@ -59,7 +59,7 @@ def aspect_ratios(report: DatasetReport) -> go.Figure:
     # Fixed 0.05-wide bins: one common ratio shows as one narrow bar, not the whole axis.
     fig = go.Figure(go.Histogram(x=ratio, xbins=dict(size=0.05), marker_color="#5b8def",
                                  hovertemplate="%{x}: %{y} images<extra></extra>"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
                       title=dict(text="Aspect ratio (width / height)", font=dict(size=13)),
                       xaxis=dict(title="width / height"), yaxis=dict(title="images"),
                       bargap=0.05)
@@ -71,7 +71,7 @@ def file_sizes(report: DatasetReport) -> go.Figure:
     kb = np.asarray(report.file_bytes, float) / 1024
     fig = go.Figure(go.Histogram(x=kb, nbinsx=40, marker_color="#2e9e5b",
                                  hovertemplate="%{x} KB: %{y} files<extra></extra>"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
                       title=dict(text="File sizes", font=dict(size=13)),
                       xaxis=dict(title="KB"), yaxis=dict(title="files"), bargap=0.05)
     return fig
@@ -84,7 +84,7 @@ def colour_modes(report: DatasetReport) -> go.Figure:
                          name="colour mode", marker_color="#f08c2e"))
     fig.add_trace(go.Bar(x=[_text(f) for f in report.formats], y=list(report.formats.values()),
                          name="file format", marker_color="#9aa5b1"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), font=FONT,
                       title=dict(text="Colour modes and formats", font=dict(size=13)),
                       yaxis=dict(title="images"), legend=_LEGEND,
                       xaxis=dict(type="category"))

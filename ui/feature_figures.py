@@ -1,102 +1,39 @@
 """Pictures of feature maps: the channel grid, overlays, the all-layers strip, first-layer
 filters, and the figures of the "how was this number computed?" view.
 
-A layer can have 512 channels: the grid is drawn as ONE image (NumPy + PIL), never as hundreds
-of Plotly traces; a single transparent scatter trace over it gives hover and click per tile.
-Tiles of large maps are downsampled (area average) for the grid; the chosen channel is shown at
-full resolution by ``channel_heatmap``. Nothing here imports Streamlit.
+A layer can have 512 channels: the grid is drawn as ONE image (``engine.render``), never as
+hundreds of Plotly traces; a single transparent scatter trace over it gives hover and click per
+tile (``ui.figures.tile_grid_figure``). Tiles of large maps are downsampled (area average) for
+the grid; the chosen channel is shown at full resolution by ``channel_heatmap``. Nothing here
+imports Streamlit.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import io
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale, unlabel_rgb
 from plotly.subplots import make_subplots
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from engine import render
 from engine.conv_arithmetic import ConvArithmetic
 from engine.features import ChannelStats
+from engine.render import FONT, colour_stops, fit_to_side, is_diverging, magnify, png_bytes
+from ui.figures import HIGHLIGHT, tile_grid_figure
 
-#: colormap shown to people -> Plotly colorscale
-COLORMAPS = {
-    "viridis": "Viridis",
-    "magma": "Magma",
-    "inferno": "Inferno",
-    "cividis": "Cividis",
-    "gray": "Greys_r",
-    "blue-white-red (signed)": "RdBu_r",
-}
-DIVERGING = {"blue-white-red (signed)"}
-_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
+__all__ = ["COLORMAPS", "ChannelGrid", "StripColumn", "arithmetic_figure", "channel_grid",
+           "channel_heatmap", "contributions_figure", "grid_figure", "grid_layout",
+           "is_diverging", "labelled_filters_image", "layers_strip", "magnify", "overlay",
+           "png_bytes", "position_figure", "stats_figure", "units_figure", "window_figure"]
+
+#: the colour maps the Feature maps page offers (names of ``engine.render.COLORMAPS``)
+COLORMAPS = ("viridis", "magma", "inferno", "cividis", "gray", "blue-white-red (signed)")
 _LABEL_H = 13  # pixels of the band above each tile that holds its channel index
 _GAP = 3
 _DEAD = (220, 40, 40)
-
-
-def is_diverging(colormap: str) -> bool:
-    """Diverging colormaps want a range centred on zero."""
-    return colormap in DIVERGING
-
-
-@functools.lru_cache(maxsize=16)
-def colormap_lut(colormap: str) -> np.ndarray:
-    """(256, 3) uint8 lookup table of ``COLORMAPS[colormap]``."""
-    colors = sample_colorscale(COLORMAPS[colormap], list(np.linspace(0.0, 1.0, 256)))
-    return np.array([unlabel_rgb(c) for c in colors], np.float32).round().astype(np.uint8)
-
-
-def colorize(values: np.ndarray, low, high, colormap: str) -> np.ndarray:
-    """Map values to colours: ``low`` -> first colour, ``high`` -> last, clipped.
-
-    Args:
-        values: (..., ) float array; ``low``/``high`` broadcast against it.
-
-    Returns:
-        (..., 3) uint8 RGB.
-    """
-    t = (np.asarray(values, np.float32) - low) / np.maximum(np.asarray(high) - low, 1e-12)
-    index = np.clip(np.nan_to_num(t) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return colormap_lut(colormap)[index]
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 image as PNG bytes."""
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-def _data_uri(image: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
-
-
-@functools.lru_cache(maxsize=4)
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow built without FreeType: the bitmap font
-        return ImageFont.load_default()
-
-
-def resize_for_display(values: np.ndarray, height: int, width: int, smooth: bool = False
-                       ) -> np.ndarray:
-    """Resize one 2-D map for drawing: area average when shrinking (every value counts),
-    nearest pixels when enlarging (the map's real grid stays visible) unless ``smooth``.
-    (``engine.saliency.base.resize_map`` is the saliency maps' bilinear resize.)"""
-    h, w = values.shape
-    if (h, w) == (height, width):
-        return np.asarray(values, np.float32)
-    shrinking = height < h or width < w
-    method = Image.BOX if shrinking else (Image.BILINEAR if smooth else Image.NEAREST)
-    image = Image.fromarray(np.ascontiguousarray(values, np.float32), mode="F")
-    return np.asarray(image.resize((width, height), method), np.float32)
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -121,15 +58,10 @@ def grid_layout(n: int, h: int, w: int, width: int = 1100,
                 max_tile: int = 112) -> tuple[int, tuple[int, int]]:
     """Columns and tile size for ``n`` maps of (h, w): about twice as wide as tall, tiles
     at most ``max_tile`` pixels (larger maps are downsampled), small maps enlarged by a
-    whole factor so each of their values stays a square block."""
+    whole factor so each of their values stays a square block (``render.tile_size``)."""
     cols = max(1, min(n, math.ceil(math.sqrt(2 * n))))
     side = max(12, min(max_tile, width // cols - _GAP))
-    longest = max(h, w)
-    if longest <= side:
-        factor = side // longest
-        return cols, (h * factor, w * factor)
-    scale = side / longest
-    return cols, (max(1, round(h * scale)), max(1, round(w * scale)))
+    return cols, render.tile_size(h, w, side)
 
 
 def channel_grid(maps: np.ndarray, low: np.ndarray, high: np.ndarray, colormap: str,
@@ -140,7 +72,7 @@ def channel_grid(maps: np.ndarray, low: np.ndarray, high: np.ndarray, colormap: 
     Args:
         maps: (h, w, C) float32.
         low, high: (C,) colour range of each channel (``engine.features.color_limits``).
-        colormap: a key of ``COLORMAPS``.
+        colormap: one of ``COLORMAPS``.
         order: channel indices in drawing order (default 0..C-1).
         dead: (C,) bool: channels to mark (red label and cross).
         width: target width of the grid in pixels.
@@ -153,85 +85,38 @@ def channel_grid(maps: np.ndarray, low: np.ndarray, high: np.ndarray, colormap: 
     order = np.arange(c) if order is None else np.asarray(order)
     dead = np.zeros(c, bool) if dead is None else np.asarray(dead, bool)
     cols, (th, tw) = grid_layout(len(order), h, w, width, max_tile)
-    rows = math.ceil(len(order) / cols)
-    cell_w, cell_h = tw + _GAP, th + _LABEL_H + _GAP
-    canvas = np.full((rows * cell_h + _GAP, cols * cell_w + _GAP, 3), 255, np.uint8)
-    boxes = np.zeros((len(order), 4), int)
-    for i, ch in enumerate(order):
-        r, col = divmod(i, cols)
-        x0, y0 = _GAP + col * cell_w, r * cell_h + _LABEL_H
-        tile = resize_for_display(maps[:, :, ch], th, tw)
-        canvas[y0:y0 + th, x0:x0 + tw] = colorize(tile, low[ch], high[ch], colormap)
-        boxes[i] = (x0, y0, x0 + tw, y0 + th)
-    image = Image.fromarray(canvas)
+    grid = render.tile_grid(
+        render.map_tiles(maps, order, (th, tw), colormap, low, high), cols, gap=_GAP,
+        labels=[f"{ch} dead" if dead[ch] and tw >= 44 else str(ch) for ch in order],
+        label_height=_LABEL_H, label_colours=[_DEAD if dead[ch] else None for ch in order])
+    image = Image.fromarray(grid.image)
     draw = ImageDraw.Draw(image)
-    font = _font(10)
-    for (x0, y0, x1, y1), ch in zip(boxes, order):
-        if dead[ch]:
-            draw.rectangle((x0 - 1, y0 - 1, x1, y1), outline=_DEAD, width=1)
-            draw.line((x0, y0, x1 - 1, y1 - 1), fill=_DEAD, width=1)
-            draw.line((x0, y1 - 1, x1 - 1, y0), fill=_DEAD, width=1)
-        label = f"{ch} dead" if dead[ch] and tw >= 44 else str(ch)
-        draw.text((x0, y0 - _LABEL_H + 1), label, fill=_DEAD if dead[ch] else (60, 60, 60),
-                  font=font)
-    return ChannelGrid(np.asarray(image), order, boxes, (th, tw))
+    for x0, y0, x1, y1 in grid.boxes[dead[order]]:
+        draw.rectangle((x0 - 1, y0 - 1, x1, y1), outline=_DEAD, width=1)
+        draw.line((x0, y0, x1 - 1, y1 - 1), fill=_DEAD, width=1)
+        draw.line((x0, y1 - 1, x1 - 1, y0), fill=_DEAD, width=1)
+    return ChannelGrid(np.asarray(image), order, grid.boxes, (th, tw))
 
 
 def grid_figure(grid: ChannelGrid, stats: ChannelStats, selected: int | None = None,
                 display_width: int = 1100) -> go.Figure:
     """The grid image with one transparent marker per tile: hover shows the channel's
     statistics, a click selects it. The selected channel gets a frame."""
-    height, width = grid.image.shape[:2]
-    zoom = min(1.0, display_width / width)
-    fig = go.Figure(go.Image(source=_data_uri(grid.image), hoverinfo="skip"))
-    centers_x = (grid.boxes[:, 0] + grid.boxes[:, 2]) / 2
-    centers_y = (grid.boxes[:, 1] + grid.boxes[:, 3]) / 2
     hover = [f"channel {c}<br>mean {stats.mean[c]:.4g} · max {stats.max[c]:.4g}<br>"
              f"zeros {stats.zero_fraction[c]:.0%}" + (" · dead" if stats.dead[c] else "")
              for c in grid.channels]
-    marker_px = max(6, int(min(grid.tile) * zoom))
-    fig.add_trace(go.Scatter(
-        x=centers_x, y=centers_y, mode="markers", customdata=grid.channels, hovertext=hover,
-        hoverinfo="text", name="channels", showlegend=False,
-        marker=dict(symbol="square", size=marker_px, color="rgba(0,0,0,0)"),
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
-    if selected is not None and selected in set(grid.channels.tolist()):
-        x0, y0, x1, y1 = grid.boxes[list(grid.channels).index(selected)]
-        fig.add_shape(type="rect", x0=x0 - 2, y0=y0 - 2, x1=x1 + 1, y1=y1 + 1,
-                      line=dict(color="#ff2d95", width=3))
-    fig.update_layout(
-        width=int(width * zoom), height=int(height * zoom), margin=dict(l=0, r=0, t=0, b=0),
-        xaxis=dict(visible=False, range=[0, width]), font=_FONT, dragmode=False,
-        yaxis=dict(visible=False, range=[height, 0], scaleanchor="x"), clickmode="event+select",
-        hovermode="closest", plot_bgcolor="white")
-    return fig
+    channels = grid.channels.tolist()
+    index = channels.index(selected) if selected in channels else None
+    return tile_grid_figure(grid.image, grid.boxes, hover, customdata=grid.channels,
+                            name="channels", selected=index, display_width=display_width)
 
 
 # ------------------------------------------------------------------------------ one channel
 def overlay(image: np.ndarray, values: np.ndarray, low: float, high: float, colormap: str,
             opacity: float) -> np.ndarray:
-    """One map, coloured and smoothly enlarged to the image, blended over it.
-
-    Args:
-        image: (H, W, 3) uint8: what the network saw (resized to its input).
-        values: (h, w) float: one channel.
-        opacity: 0 (image only) to 1 (map only).
-
-    Returns:
-        (H, W, 3) uint8.
-    """
-    big = resize_for_display(values, image.shape[0], image.shape[1], smooth=True)
-    colored = colorize(big, low, high, colormap).astype(np.float32)
-    out = (1.0 - opacity) * image.astype(np.float32) + opacity * colored
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def magnify(image: np.ndarray, side: int) -> np.ndarray:
-    """A small image scaled up by a whole factor (nearest pixels, so each pixel stays a sharp
-    square) until its longer side is about ``side``; never shrunk (see
-    ``ui.filters_figures.fit_to_side`` for an exact size)."""
-    factor = max(1, side // max(image.shape[:2]))
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
+    """One channel (h, w), coloured on ``low`` to ``high`` and smoothly enlarged, blended over
+    the (H, W, 3) uint8 image the network saw (``engine.render.overlay``)."""
+    return render.overlay(image, values, opacity, colormap, low, high)
 
 
 def channel_heatmap(values: np.ndarray, low: float, high: float, colormap: str, title: str,
@@ -239,14 +124,14 @@ def channel_heatmap(values: np.ndarray, low: float, high: float, colormap: str, 
     """One channel at full resolution, a value per cell on hover; ``mark`` frames (row, col)."""
     h, w = values.shape
     fig = go.Figure(go.Heatmap(
-        z=values, zmin=low, zmax=high, colorscale=COLORMAPS[colormap],
+        z=values, zmin=low, zmax=high, colorscale=colour_stops(colormap),
         hovertemplate="row %{y}, column %{x}<br>value %{z:.5g}<extra></extra>",
         colorbar=dict(thickness=12, len=0.9)))
     if mark is not None:
         r, c = mark
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                      line=dict(color="#ff2d95", width=2))
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+                      line=dict(color=HIGHLIGHT, width=2))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=36, b=10), font=FONT,
                       title=dict(text=title, font=dict(size=13)),
                       xaxis=dict(constrain="domain", showgrid=False),
                       yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
@@ -261,7 +146,7 @@ def units_figure(values: np.ndarray, names: list[str] | None = None, title: str 
     fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color=colors,
                            hovertext=[f"unit {i}: {labels[i]}" for i in range(len(values))],
                            hovertemplate="%{hovertext}<br>%{y:.5g}<extra></extra>"))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=FONT,
                       title=dict(text=title, font=dict(size=13)), bargap=0,
                       xaxis=dict(title="unit"), yaxis=dict(title="activation"))
     return fig
@@ -279,7 +164,7 @@ def stats_figure(stats: ChannelStats, order: np.ndarray) -> go.Figure:
         go.Scatter(x=labels, y=stats.max[order], name="max", mode="markers",
                    marker=dict(color="#f08c2e", size=5),
                    hovertemplate="channel %{x}<br>max %{y:.4g}<extra></extra>")])
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), font=_FONT, bargap=0.1,
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), font=FONT, bargap=0.1,
                       xaxis=dict(type="category", title="channel", showticklabels=len(order) <= 64),
                       yaxis=dict(title="activation"), legend=dict(orientation="h", y=1.12))
     return fig
@@ -318,34 +203,30 @@ def layers_strip(columns: list[StripColumn], colormap: str, tile: int = 84,
     canvas = np.full((n_rows * cell_h + gap, cols * cell_w + gap, 3), 255, np.uint8)
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
-    font = _font(10)
+    font = render.label_font(10)
     for i, column in enumerate(columns):
         r, c = divmod(i, per_row)
         x0, y0 = gap + c * cell_w, r * cell_h + gap
-        draw.text((x0, y0), _fit(column.title, tile, font, draw), fill=(30, 30, 30), font=font)
+        draw.text((x0, y0), render.fit_text(column.title, tile, font, draw), fill=(30, 30, 30),
+                  font=font)
         draw.text((x0, y0 + 12), column.subtitle, fill=(110, 110, 110), font=font)
         for j, t in enumerate(column.tiles):
             # Side on a log scale of the map's size: a 7-pixel map is drawn smaller than a
             # 224-pixel one, yet big enough to see what it shows.
             share = math.log(max(t.shape[:2])) / math.log(largest) if largest > 1 else 1.0
             side = max(8, round(tile * (0.35 + 0.65 * share)))
-            th = max(1, round(side * t.shape[0] / max(t.shape[:2])))
-            tw = max(1, round(side * t.shape[1] / max(t.shape[:2])))
             if t.ndim == 2:
-                t = colorize(resize_for_display(t, th, tw), column.lows[j], column.highs[j],
-                             colormap)
+                size = (max(1, round(side * t.shape[0] / max(t.shape[:2]))),
+                        max(1, round(side * t.shape[1] / max(t.shape[:2]))))
+                t = render.colorize(render.resize_for_display(t, *size), colormap,
+                                    column.lows[j], column.highs[j])
             else:
-                t = np.asarray(Image.fromarray(t).resize((tw, th), Image.BOX))
+                t = fit_to_side(t, side)
+            th, tw = t.shape[:2]
             ty = y0 + head + j * (tile + gap)
             image.paste(Image.fromarray(t), (x0, ty))
             draw.rectangle((x0 - 1, ty - 1, x0 + tw, ty + th), outline=(200, 200, 200))
     return np.asarray(image)
-
-
-def _fit(text: str, width: int, font, draw) -> str:
-    while text and draw.textlength(text, font=font) > width:
-        text = text[:-2] + "…" if len(text) > 2 else text[:-1]
-    return text
 
 
 # ------------------------------------------------------------------------------ filters
@@ -355,20 +236,10 @@ def labelled_filters_image(filters: np.ndarray, scale: int | None = None, per_ro
     one image of small squares, each labelled with its index."""
     n, kh, kw, _ = filters.shape
     scale = scale or max(4, 48 // max(kh, kw))
-    th, tw = kh * scale, kw * scale
-    cols = min(per_row, n)
-    rows = math.ceil(n / cols)
-    cell_w, cell_h = tw + _GAP * 2, th + _LABEL_H + _GAP
-    canvas = np.full((rows * cell_h + _GAP, cols * cell_w + _GAP, 3), 255, np.uint8)
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        x0, y0 = _GAP + c * cell_w, r * cell_h + _LABEL_H
-        tile = (np.clip(filters[i], 0, 1) * 255 + 0.5).astype(np.uint8)
-        image.paste(Image.fromarray(magnify(tile, max(th, tw))), (x0, y0))
-        draw.text((x0, y0 - _LABEL_H + 1), str(i), fill=(60, 60, 60), font=_font(10))
-    return np.asarray(image)
+    pictures = (np.clip(filters, 0, 1) * 255 + 0.5).astype(np.uint8)
+    tiles = [magnify(picture, scale * max(kh, kw)) for picture in pictures]
+    return render.tile_grid(tiles, per_row, gap=_GAP, labels=[str(i) for i in range(n)],
+                            label_height=_LABEL_H).image
 
 
 # ------------------------------------------------------------------------------ arithmetic
@@ -398,7 +269,7 @@ def arithmetic_figure(arith: ConvArithmetic, input_channel: int) -> go.Figure:
         fig.update_yaxes(autorange="reversed", scaleanchor=f"x{i if i > 1 else ''}",
                          showticklabels=False, row=1, col=i)
         fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=i)
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), font=_FONT)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), font=FONT)
     return fig
 
 
@@ -407,10 +278,10 @@ def contributions_figure(arith: ConvArithmetic, highlight: int | None = None) ->
     sums = arith.channel_sums
     colors = np.where(sums >= 0, "#2f6fde", "#f08c2e").astype(object)
     if highlight is not None:
-        colors[highlight] = "#ff2d95"
+        colors[highlight] = HIGHLIGHT
     fig = go.Figure(go.Bar(x=np.arange(len(sums)), y=sums, marker_color=list(colors),
                            hovertemplate="input channel %{x}: %{y:.5g}<extra></extra>"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=36, b=10), font=_FONT, bargap=0.1,
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=36, b=10), font=FONT, bargap=0.1,
                       title=dict(text=f"Sum of products per input channel (total "
                                       f"{arith.total:.5g})", font=dict(size=13)),
                       xaxis=dict(title="input channel"), yaxis=dict(title="contribution"))
@@ -426,8 +297,8 @@ def window_figure(layer_input: np.ndarray, arith: ConvArithmetic, input_channel:
     r0, r1 = int(arith.input_rows.min()), int(arith.input_rows.max())
     c0, c1 = int(arith.input_cols.min()), int(arith.input_cols.max())
     fig.add_shape(type="rect", x0=c0 - 0.5, x1=c1 + 0.5, y0=r0 - 0.5, y1=r1 + 0.5,
-                  line=dict(color="#ff2d95", width=2))
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=_FONT,
+                  line=dict(color=HIGHLIGHT, width=2))
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=36, b=10), font=FONT,
                       title=dict(text=title, font=dict(size=13)),
                       xaxis=dict(constrain="domain", showgrid=False),
                       yaxis=dict(autorange="reversed", scaleanchor="x", showgrid=False))
@@ -446,7 +317,7 @@ def position_figure(values: np.ndarray, row: int, col: int, colormap: str, low: 
     rows, cols = np.mgrid[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]]
     fig = go.Figure(go.Heatmap(z=crop, x=np.arange(c0, c0 + crop.shape[1]),
                                y=np.arange(r0, r0 + crop.shape[0]), zmin=low, zmax=high,
-                               colorscale=COLORMAPS[colormap], showscale=False, hoverinfo="skip"))
+                               colorscale=colour_stops(colormap), showscale=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(
         x=cols.ravel(), y=rows.ravel(), mode="markers", showlegend=False,
         customdata=np.stack([rows.ravel(), cols.ravel()], axis=1),
@@ -455,8 +326,8 @@ def position_figure(values: np.ndarray, row: int, col: int, colormap: str, low: 
         marker=dict(symbol="square", size=max(6, 300 // max(crop.shape)), color="rgba(0,0,0,0)"),
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1))))
     fig.add_shape(type="rect", x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5,
-                  line=dict(color="#ff2d95", width=3))
-    fig.update_layout(height=340, width=340, margin=dict(l=30, r=10, t=30, b=30), font=_FONT,
+                  line=dict(color=HIGHLIGHT, width=3))
+    fig.update_layout(height=340, width=340, margin=dict(l=30, r=10, t=30, b=30), font=FONT,
                       title=dict(text="Click a position", font=dict(size=13)), dragmode=False,
                       clickmode="event+select", hovermode="closest",
                       xaxis=dict(constrain="domain", showgrid=False),

@@ -1,65 +1,22 @@
-"""Drawing saliency maps: colour maps, overlays on the image, and the Plotly charts of the
-Saliency page. The engine computes maps; drawing them is here (after pytorch-grad-cam's
-``show_cam_on_image``, kept apart from the computation)."""
+"""The Plotly charts of the Saliency page and what it downloads. Colouring a map and laying it
+over the image is ``engine.render`` (kept apart from computing the map, as pytorch-grad-cam's
+``show_cam_on_image``); the names are here too, as the page and others call them."""
 
 from __future__ import annotations
 
-import functools
 import io
 
 import numpy as np
-import plotly.colors as pcolors
 import plotly.graph_objects as go
-from PIL import Image
 
-from engine.saliency.base import resize_map
+from engine.render import FONT, colorize, overlay, png_bytes
 
-#: colour map name people pick -> Plotly colour scale
-COLORMAPS = {"jet": "Jet", "turbo": "Turbo", "viridis": "Viridis", "inferno": "Inferno",
-             "hot": "Hot", "gray": "gray"}
-_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
+__all__ = ["COLORMAPS", "box_share_figure", "colorize", "faithfulness_figure", "npy_bytes",
+           "overlay", "png_bytes"]
+
+#: the colour maps the Saliency page offers (names of ``engine.render.COLORMAPS``)
+COLORMAPS = ("jet", "turbo", "viridis", "inferno", "hot", "gray")
 _OURS, _RANDOM = "#2f6fde", "#9aa5b1"
-
-
-@functools.lru_cache(maxsize=None)
-def _lut(colormap: str) -> np.ndarray:
-    """(256, 3) uint8 colours of a colour map, from 0 (lowest) to 1 (highest)."""
-    scale = pcolors.get_colorscale(COLORMAPS[colormap])
-    colours = pcolors.sample_colorscale(scale, list(np.linspace(0.0, 1.0, 256)))
-    rgb = [pcolors.unlabel_rgb(c) for c in colours]  # sample_colorscale answers "rgb(r, g, b)"
-    return np.clip(np.round(np.array(rgb, np.float64)), 0, 255).astype(np.uint8)
-
-
-def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
-    """(H, W) map in [0, 1] -> (H, W, 3) uint8 RGB picture of it."""
-    index = np.clip(np.round(np.nan_to_num(saliency) * 255), 0, 255).astype(np.uint8)
-    return _lut(colormap)[index]
-
-
-def overlay(image: np.ndarray, saliency: np.ndarray, opacity: float = 0.5,
-            colormap: str = "jet") -> np.ndarray:
-    """The coloured map blended over the image: ``(1 - opacity) * image + opacity * colours``.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        saliency: (h, w) in [0, 1]; resized to (H, W) when it differs.
-        opacity: 0 shows the image only, 1 the map only.
-        colormap: a key of ``COLORMAPS``.
-
-    Returns:
-        (H, W, 3) uint8.
-    """
-    if saliency.shape != image.shape[:2]:
-        saliency = resize_map(saliency, image.shape[:2])
-    colours = colorize(saliency, colormap).astype(np.float32)
-    blended = (1.0 - opacity) * image.astype(np.float32) + opacity * colours
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="PNG")
-    return out.getvalue()
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -103,7 +60,7 @@ def faithfulness_figure(curves, title: str = "") -> go.Figure:
                      range=[0, 100])
     fig.update_yaxes(title_text="class probability", range=[0, 1.02])
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=60 if title else 40, b=10),
-                      font=_FONT, title=dict(text=title, font=dict(size=14)) if title else None,
+                      font=FONT, title=dict(text=title, font=dict(size=14)) if title else None,
                       legend=dict(orientation="h", y=-0.22))
     fig.update_annotations(font_size=12)
     return fig
@@ -124,6 +81,6 @@ def box_share_figure(class_names: list[str], share: np.ndarray, area: np.ndarray
                          marker_color=_RANDOM,
                          hovertemplate="%{x}: boxes cover %{y:.1%} of the image<extra></extra>"))
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
-                      font=_FONT, yaxis=dict(range=[0, 1], tickformat=".0%"),
+                      font=FONT, yaxis=dict(range=[0, 1], tickformat=".0%"),
                       legend=dict(orientation="h", y=1.12))
     return fig

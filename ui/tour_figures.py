@@ -8,10 +8,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.conv_arithmetic import ConvArithmetic
+from engine.render import FONT
 from engine.training.metrics import smooth
 from engine.training.quick import BatchPoint, EpochPoint
 
-_FONT = dict(family="Inter, system-ui, sans-serif", size=14)
+_FONT = dict(FONT, size=14)  # the Tour's figures read a little larger
 _PINK = "#ff2d95"
 TRAIN, VALIDATION = "#2f6fde", "#f08c2e"
 #: trace names (tests read the curves by name)

@@ -9,10 +9,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.render import FONT, magnify, tile_grid
 from engine.training.evaluate import Evaluation
 from engine.training.metrics import Curves, smooth
 
-_FONT = dict(family="Inter, system-ui, sans-serif", size=13)
 TRAIN, VALIDATION = "#2f6fde", "#e8710a"
 _PALETTE = ["#2f6fde", "#e8710a", "#1e8e3e", "#d93025", "#9334e6", "#12b5cb", "#f9ab00",
             "#5f6368"]
@@ -70,7 +70,7 @@ def curves_figure(c: Curves, smoothing: float = 0.9) -> go.Figure:
                            font=dict(size=11, color="#5f6368"))
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=360, margin=dict(l=40, r=10, t=40, b=40), font=_FONT,
+    fig.update_layout(height=360, margin=dict(l=40, r=10, t=40, b=40), font=FONT,
                       legend=dict(orientation="h", y=-0.22), hovermode="closest")
     return fig
 
@@ -93,7 +93,7 @@ def comparison_figure(named: list[tuple[str, Curves]]) -> go.Figure:
                                          showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=360, margin=dict(l=40, r=10, t=40, b=40), font=_FONT,
+    fig.update_layout(height=360, margin=dict(l=40, r=10, t=40, b=40), font=FONT,
                       legend=dict(orientation="h", y=-0.22))
     return fig
 
@@ -109,7 +109,7 @@ def confusion_figure(report: Evaluation) -> go.Figure:
         colorscale="Blues", colorbar=dict(title="share of row"),
         hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>"))
     side = 160 + 44 * len(names)
-    fig.update_layout(height=min(900, side), margin=dict(l=10, r=10, t=30, b=10), font=_FONT,
+    fig.update_layout(height=min(900, side), margin=dict(l=10, r=10, t=30, b=10), font=FONT,
                       xaxis=dict(title="predicted", side="top"),
                       yaxis=dict(title="true", autorange="reversed"))
     return fig
@@ -124,15 +124,15 @@ def precision_recall_figure(report: Evaluation) -> go.Figure:
                marker_color=VALIDATION, hovertemplate="%{x}: recall %{y:.1%}<extra></extra>"),
     ])
     fig.update_layout(barmode="group", height=320, margin=dict(l=40, r=10, t=30, b=40),
-                      font=_FONT, yaxis=dict(range=[0, 1.02], tickformat=".0%"),
+                      font=FONT, yaxis=dict(range=[0, 1.02], tickformat=".0%"),
                       legend=dict(orientation="h", y=1.12))
     return fig
 
 
 def kernel_image(kernel: np.ndarray, cell: int = 36, columns: int = 16) -> np.ndarray:
-    """A first-layer kernel as one picture: each filter enlarged to ``cell`` pixels, RGB for
-    3-channel input (grey otherwise, the mean over channels), all on one scale so that growing
-    weights show.
+    """A first-layer kernel as one picture: each filter enlarged by a whole factor to at most
+    ``cell`` pixels (``engine.render.magnify``), RGB for 3-channel input (grey otherwise, the
+    mean over channels), all on one scale so that growing weights show.
 
     Args:
         kernel: (kh, kw, c_in, n) weights as the layer holds them (the training timeline's
@@ -142,19 +142,9 @@ def kernel_image(kernel: np.ndarray, cell: int = 36, columns: int = 16) -> np.nd
     Returns:
         (H, W, 3) uint8.
     """
-    kh, kw, c_in, n = kernel.shape
+    *_, c_in, n = kernel.shape
     pictures = kernel if c_in == 3 else np.repeat(kernel.mean(axis=2, keepdims=True), 3, axis=2)
     bound = float(np.abs(pictures).max()) or 1.0
     pictures = np.clip(np.round((pictures / bound + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    columns = min(columns, n)
-    rows = math.ceil(n / columns)
-    gap = 2
-    out = np.full((rows * (cell + gap) + gap, columns * (cell + gap) + gap, 3), 255, np.uint8)
-    ry, rx = max(1, cell // kh), max(1, cell // kw)
-    for i in range(n):
-        tile = np.kron(pictures[:, :, :, i], np.ones((ry, rx, 1), np.uint8))[:cell, :cell]
-        r, col = divmod(i, columns)
-        y, x = gap + r * (cell + gap), gap + col * (cell + gap)
-        out[y:y + tile.shape[0], x:x + tile.shape[1]] = tile
-    return out
-
+    tiles = [magnify(pictures[:, :, :, i], cell) for i in range(n)]
+    return tile_grid(tiles, columns, gap=2).image

@@ -19,8 +19,8 @@ from engine.images import (
     load_image,
     load_images,
     resize_image,
-    to_png_bytes,
 )
+from engine.render import png_bytes
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
@@ -381,6 +381,6 @@ def test_resize_refuses_bad_input():
 
 def test_png_bytes_round_trip():
     image = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
-    data = to_png_bytes(image)
+    data = png_bytes(image)
     assert data.startswith(b"\x89PNG")
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
