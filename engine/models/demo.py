@@ -11,9 +11,11 @@ ends in global average pooling and one dense softmax layer, so class activation 
 last convolution localise the object.
 
 Training uses batch normalisation after every convolution, which makes a few epochs enough; the
-saved model has it folded into the convolutions, so each ``blockN_convM`` layer outputs its
-rectified feature map directly, like VGG16's, and the explorer's layer pickers show only
-convolutions and pools.
+saved model has it folded into the convolutions (``engine.models.folding``), so each
+``blockN_convM`` layer outputs its rectified feature map directly, like VGG16's, and the
+explorer's layer pickers show only convolutions and pools. It trains through the loop every
+network of the project trains through (``engine.training.loop.fit``), on the mirrors a demo
+data set is saved with (``engine.data.MIRRORS``), by the layers a run augments with.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from engine.data.pipeline import MIRRORS
 from engine.data.shapes import CLASS_NAMES, make_shapes, write_sample_images
-from engine.models import folding
+from engine.models.folding import fold_batch_norm
 
 # Filters per block and convolutions per block. Three 2x2 pools take 64x64 down to 8x8 at the
 # last convolution: coarse enough to see whole shapes, fine enough for a useful CAM.
@@ -39,6 +41,11 @@ LAST_CONV_LAYER = f"block{len(BLOCK_FILTERS)}_conv{BLOCK_CONVS[-1]}"
 
 TRAIN_SEED = 0
 HELDOUT_SEED = 1000
+#: the name of the network (``fold_batch_norm`` finds its plain twin by it)
+MODEL_NAME = "demo"
+#: the quarter turns and mirrors of the square: every shape keeps its class under them, and
+#: they cost almost nothing next to a training step, unlike drawing more images
+AUGMENTATION = MIRRORS
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,9 @@ class TrainingConfig:
         heldout_images: fresh images from ``heldout_seed`` that the accuracy is measured on.
         epochs: passes over the training images.
         batch_size: images per step.
-        learning_rate: Adam's peak learning rate, decayed to 0 along a cosine.
+        learning_rate: Adam's peak learning rate, reached after a linear warm-up over
+            ``warmup`` of the steps, then decayed to 0 along a cosine.
+        warmup: the share of the steps the learning rate rises over.
         train_seed: shapes seed of the training images and Keras' random seed.
         heldout_seed: shapes seed of the held-out images, never used for training.
     """
@@ -62,6 +71,7 @@ class TrainingConfig:
     epochs: int = 6
     batch_size: int = 64
     learning_rate: float = 3e-3
+    warmup: float = 0.05
     train_seed: int = TRAIN_SEED
     heldout_seed: int = HELDOUT_SEED
 
@@ -115,42 +125,7 @@ def _build(input_size: tuple[int, int], n_classes: int, *, batch_norm: bool) -> 
             x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="demo")
-
-
-def fold_batch_norm(trained: keras.Model) -> keras.Model:
-    """The same function as ``trained`` (built with batch norm) as a ``build_demo_model`` model.
-
-    Inference-mode batch norm is a per-channel affine map, ``y = g * (x - m) / sqrt(v + eps) + b``,
-    so it folds exactly into the preceding bias-free convolution's kernel and a new bias
-    (``engine.models.folding``).
-
-    Args:
-        trained: a model from ``_build(..., batch_norm=True)``.
-
-    Returns:
-        A new model from ``build_demo_model`` with the folded weights.
-    """
-    h, w = trained.inputs[0].shape[1:3]
-    return folding.fold_batch_norm(trained, build_demo_model((h, w), trained.outputs[0].shape[-1]))
-
-
-def _dihedral_augment(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random flips and transposes per image (the 8 symmetries of the square), scaled to [0, 1].
-
-    Every class is closed under them (a flipped star is a star), and they cost almost nothing
-    next to a training step, unlike drawing more images.
-    """
-    x = tf.cast(images, tf.float32) / 255.0
-    n = tf.shape(x)[0]
-
-    def coin() -> tf.Tensor:
-        return tf.random.uniform([n, 1, 1, 1]) < 0.5
-
-    x = tf.where(coin(), tf.reverse(x, axis=[2]), x)
-    x = tf.where(coin(), tf.reverse(x, axis=[1]), x)
-    x = tf.where(coin(), tf.transpose(x, [0, 2, 1, 3]), x)
-    return x, labels
+    return keras.Model(inputs, outputs, name=MODEL_NAME)
 
 
 def train_demo_model(
@@ -181,6 +156,9 @@ def train_demo_model(
         ValueError: a non-square ``config.input_size``.
         RuntimeError: folding batch norm changed the predictions (a bug, not a user error).
     """
+    from engine.training.data import array_pipeline
+    from engine.training.loop import Recipe, fit
+
     started = time.perf_counter()
     size = config.input_size[0]
     if config.input_size[1] != size:
@@ -195,20 +173,12 @@ def train_demo_model(
     heldout = make_shapes(config.heldout_images, size=size, seed=config.heldout_seed)
     generated = time.perf_counter()
 
-    steps = -(-config.train_images // config.batch_size) * config.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps - steps // 20, warmup_target=config.learning_rate,
-        warmup_steps=steps // 20)
     model = _build(config.input_size, len(CLASS_NAMES), batch_norm=True)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    dataset = (tf.data.Dataset.from_tensor_slices((train.images, train.labels))
-               .shuffle(config.train_images, seed=config.train_seed)
-               .batch(config.batch_size)
-               .map(_dihedral_augment, num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
     heldout_x = heldout.images.astype(np.float32) / 255.0
-    model.fit(dataset, epochs=config.epochs, shuffle=False, verbose=verbose)  # shuffled above
+    fit(model, array_pipeline(train.images, train.labels, config.batch_size,
+                              augment=AUGMENTATION, seed=config.train_seed),
+        recipe=Recipe(warmup=config.warmup, label_smoothing=0.0),
+        learning_rate=config.learning_rate, epochs=config.epochs, verbose=verbose)
     trained = time.perf_counter()
 
     folded = fold_batch_norm(model)
@@ -224,7 +194,7 @@ def train_demo_model(
     folded.save(model_path)
     write_sample_images(out / "images")
     card = {
-        "name": "demo",
+        "name": MODEL_NAME,
         "title": "Shapes demo CNN",
         "classes": list(CLASS_NAMES),
         "input_size": list(config.input_size),
@@ -236,7 +206,7 @@ def train_demo_model(
         "train_images": config.train_images,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
-        "augmentation": "random flips and transposes",
+        "augmentation": "random flips and transposes",  # AUGMENTATION, in words
         "training_seconds": round(trained - generated, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "last_conv_layer": LAST_CONV_LAYER,

@@ -10,8 +10,12 @@ normalisation after the convolution ``<name>`` is called ``<name>_bn``.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
+
+from engine.errors import InvalidModelError
 
 #: name suffix of the batch normalisation that follows a convolution
 BN_SUFFIX = "_bn"
@@ -46,25 +50,30 @@ def folded_kernel(model: keras.Model, conv: keras.layers.Layer) -> np.ndarray:
     return (kernel * scale).astype(np.float32)
 
 
-def fold_batch_norm(trained: keras.Model, plain: keras.Model) -> keras.Model:
-    """Copy ``trained``'s weights into ``plain``, the same network without batch normalisation:
-    layers are matched by name; each convolution or Dense layer ``<name>`` of ``plain`` whose
+def fold_batch_norm(trained: keras.Model) -> keras.Model:
+    """The same network without batch normalisation, computing what ``trained`` computes in
+    inference mode: its family's plain twin (``plain_twin``) with ``trained``'s weights, each
+    batch norm folded into the convolution or Dense layer before it.
+
+    Layers are matched by name; each convolution or Dense layer ``<name>`` of the twin whose
     ``trained`` counterpart is followed by ``<name>_bn`` gets the batch norm folded into its
-    kernel and bias (a Dense kernel's last axis is its units, as a convolution's is its filters).
+    kernel and bias (a Dense kernel's last axis is its units, as a convolution's is its
+    filters); every other layer with weights gets ``trained``'s as they are.
 
     Args:
-        trained: the network as trained (convolutions, maybe without bias, each maybe followed
-            by ``<name>_bn`` and an activation layer).
-        plain: the same network built without batch normalisation (each convolution with a
-            bias and its activation); its weights are overwritten.
+        trained: a demo or scratch CNN built with ``batch_norm=True`` (convolutions, maybe
+            without bias, each maybe followed by ``<name>_bn`` and an activation layer).
 
     Returns:
-        ``plain``, computing what ``trained`` computes in inference mode.
+        A new model, the family's network built without batch normalisation (each
+        convolution with a bias and its activation), computing in float32.
 
     Raises:
-        ValueError: a layer of ``plain`` with weights that ``trained`` lacks, or whose weights
+        InvalidModelError: a network of no family with a plain twin.
+        ValueError: a layer of the twin with weights that ``trained`` lacks, or whose weights
             do not fit.
     """
+    plain = plain_twin(trained)
     for layer in plain.layers:
         if not layer.weights:
             continue
@@ -80,3 +89,26 @@ def fold_batch_norm(trained: keras.Model, plain: keras.Model) -> keras.Model:
         layer.set_weights([(kernel * scale).astype(np.float32),
                            (bias * scale + shift).astype(np.float32)])
     return plain
+
+
+def plain_twin(trained: keras.Model) -> keras.Model:
+    """A fresh, untrained network of ``trained``'s family (told by its name: the demo model,
+    ``engine.models.demo``, or the scratch CNN, ``engine.models.scratch``) at its input size
+    and number of classes, built without batch normalisation, its layers computing in float32
+    whatever the global dtype policy (a mixed-precision run's model is saved in float32).
+
+    Raises:
+        InvalidModelError: ``trained`` is neither.
+    """
+    from engine.models import demo, scratch  # they name their batch norms after BN_SUFFIX
+    from engine.models.layers import dtype_policy
+
+    builders = {demo.MODEL_NAME: demo.build_demo_model,
+                scratch.MODEL_NAME: functools.partial(scratch.build_scratch_cnn, seed=None)}
+    if trained.name not in builders:
+        raise InvalidModelError(
+            f"Only the demo model and the scratch CNN have batch normalisation to fold; "
+            f"'{trained.name}' is neither, so save it as it is.")
+    size = tuple(int(v) for v in trained.inputs[0].shape[1:3])
+    with dtype_policy("float32"):
+        return builders[trained.name](size, int(trained.outputs[0].shape[-1]))

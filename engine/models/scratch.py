@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 
 from engine.models import folding
-from engine.models.layers import dtype_policy
 
 #: filters of the four Conv2D + MaxPooling blocks, and the head: Dropout, then Dense
 BLOCK_FILTERS = (32, 64, 128, 128)
@@ -15,6 +14,8 @@ DROPOUT = 0.5
 #: steps before the statistics inference uses are right: a small data set (120 demo images,
 #: 3 batches an epoch) then showed chance validation accuracy for 20 epochs, 0.5 with 0.9.
 BN_MOMENTUM = 0.9
+#: the name of the network (``folding.fold_batch_norm`` finds its plain twin by it)
+MODEL_NAME = "scratch_cnn"
 
 
 def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int = 2,
@@ -44,8 +45,8 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
             ``block<n>_relu`` / ``dense_relu``, no dropout (batch norm regularises; Ioffe &
             Szegedy 2015 drop it too), and He initialisation (He et al. 2015; torchvision's
             for its batch-normalised networks). It learns in far fewer epochs;
-            ``fold_batch_norm`` turns it back into the classic network (whose dropout does
-            nothing at inference), computing the same. The Dense 512's batch norm keeps its
+            ``folding.fold_batch_norm`` turns it back into the classic network (whose
+            dropout does nothing at inference), computing the same. The Dense 512's batch norm keeps its
             units alive: its 2,048 (at 64 pixels) to 8,192 (at 128) inputs are all positive
             (pooled ReLUs), so each Adam step, about the learning rate on every weight, moved
             a unit's input by up to lr x 8,192, and one step down left it dead for good. On the
@@ -101,15 +102,5 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
     outputs = keras.layers.Dense(n_classes, activation="softmax",
                                  kernel_initializer="zeros" if zero_head else init,
                                  name="predictions")(x)
-    return keras.Model(inputs, outputs, name="scratch_cnn")
+    return keras.Model(inputs, outputs, name=MODEL_NAME)
 
-
-def fold_batch_norm(trained: keras.Model) -> keras.Model:
-    """The plain scratch CNN (``batch_norm=False``) computing what ``trained`` (built with
-    ``batch_norm=True``) computes in inference mode: each batch norm folded into the
-    convolution before it. The new model's layers compute in float32, whatever the global
-    dtype policy."""
-    h, w = (int(v) for v in trained.inputs[0].shape[1:3])
-    with dtype_policy("float32"):
-        plain = build_scratch_cnn((h, w), int(trained.outputs[0].shape[-1]), seed=None)
-    return folding.fold_batch_norm(trained, plain)

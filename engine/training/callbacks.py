@@ -1,7 +1,9 @@
-"""``RunMonitor``: the one Keras callback that watches a run.
+"""``RunMonitor``: the one Keras callback that watches a run; ``BatchValues``: each batch's own
+loss and accuracy from Keras' running means (the Tour's quick fit reports them too).
 
-It writes the live metrics, notices a diverging loss, a network that is not learning and a
-request to stop, keeps the last and the best checkpoint, and records the learning timeline.
+``RunMonitor`` writes the live metrics, notices a diverging loss, a network that is not
+learning and a request to stop, keeps the last and the best checkpoint, and records the
+learning timeline.
 
 Live metrics must not slow training down. A callback that appends a JSON line on every batch
 cost the scratch CNN about 30 % of its throughput, so per batch this one only appends a tuple
@@ -70,18 +72,11 @@ class RunMonitor(keras.callbacks.Callback):
                  flush_batches: int = FLUSH_BATCHES):
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.stage = stage
-        self.steps_per_epoch = steps_per_epoch
-        self.n_train = n_train
-        self.batch_size = batch_size
-        self.monitor = monitor
-        self.best = best
-        self.timeline = timeline
-        self.stop_requested = stop_requested
-        self.save_checkpoints = save_checkpoints
-        self.chance_loss = chance_loss
-        self.flush_seconds = flush_seconds
-        self.flush_batches = flush_batches
+        self.stage, self.steps_per_epoch, self.n_train = stage, steps_per_epoch, n_train
+        self.batch_size, self.monitor, self.best = batch_size, monitor, best
+        self.timeline, self.stop_requested = timeline, stop_requested
+        self.save_checkpoints, self.chance_loss = save_checkpoints, chance_loss
+        self.flush_seconds, self.flush_batches = flush_seconds, flush_batches
         self.outcome = "done"
         self.message = ""
         self._buffer: list[tuple[int, float, dict]] = []
@@ -89,7 +84,7 @@ class RunMonitor(keras.callbacks.Callback):
         self._last_flush = 0.0
         self._epoch = 0
         self._epoch_start = 0.0
-        self._previous = (0.0, 0.0, 0)  # running loss, running accuracy, images seen
+        self._values = BatchValues(batch_size, n_train)
         self._warned = False
 
     # ----------------------------------------------------------------- Keras hooks
@@ -105,7 +100,7 @@ class RunMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
         self._epoch_start = time.time()
-        self._previous = (0.0, 0.0, 0)
+        self._values.start_epoch()
 
     def on_train_batch_end(self, batch, logs=None):
         # The hot path: no conversion, no I/O.
@@ -148,22 +143,15 @@ class RunMonitor(keras.callbacks.Callback):
         self._last_flush = time.monotonic()
         buffered, self._buffer = self._buffer, []
         rows = []
-        loss_sum, accuracy_sum, seen = self._previous
         for batch, stamp, logs in buffered:
-            loss_mean, accuracy_mean = _float(logs.get("loss")), _float(logs.get("accuracy"))
-            size = min(self.batch_size, max(1, self.n_train - batch * self.batch_size))
-            # Keras reports means since the epoch began, weighted by images: undo the mean.
-            total = seen + size
-            loss = (loss_mean * total - loss_sum) / size
-            accuracy = (accuracy_mean * total - accuracy_sum) / size
-            loss_sum, accuracy_sum, seen = loss_mean * total, accuracy_mean * total, total
+            loss, accuracy = self._values.of_batch(batch, logs)
             rows.append({"kind": "batch", "stage": self.stage, "epoch": self._epoch,
                          "batch": int(batch), "step": self._epoch * self.steps_per_epoch
                          + int(batch) + 1, "time": round(stamp, 3), "loss": _round(loss),
                          "accuracy": _round(accuracy)})
+            loss_mean = _float(logs.get("loss"))
             if _blown_up(loss_mean) and self.outcome != "diverged":
                 self._diverged(self._epoch, int(batch), loss_mean)
-        self._previous = (loss_sum, accuracy_sum, seen)
         if rows:
             rows[-1]["lr"] = self._lr()
         if self._handle is not None:
@@ -227,6 +215,34 @@ class RunMonitor(keras.callbacks.Callback):
             return _round(float(np.asarray(self.model.optimizer.learning_rate)))
         except (AttributeError, TypeError, ValueError):
             return None
+
+
+class BatchValues:
+    """Each batch's own loss and accuracy, from the running means Keras reports after it
+    (means since the epoch began, weighted by images): the mean is undone.
+
+    Args:
+        batch_size: images per batch.
+        n_images: images per epoch (the last batch holds the rest).
+    """
+
+    def __init__(self, batch_size: int, n_images: int):
+        self.batch_size = batch_size
+        self.n_images = n_images
+        self._sums = (0.0, 0.0, 0)  # loss sum, accuracy sum, images seen this epoch
+
+    def start_epoch(self) -> None:
+        self._sums = (0.0, 0.0, 0)
+
+    def of_batch(self, batch: int, logs: dict) -> tuple[float, float]:
+        """``(loss, accuracy)`` of batch ``batch`` (from 0) of this epoch, from Keras' ``logs``
+        after it; call it for every batch, in order."""
+        size = min(self.batch_size, max(1, self.n_images - batch * self.batch_size))
+        loss_sum, accuracy_sum, seen = self._sums
+        total = seen + size
+        loss_mean, accuracy_mean = _float(logs.get("loss")), _float(logs.get("accuracy"))
+        self._sums = (loss_mean * total, accuracy_mean * total, total)
+        return (loss_mean * total - loss_sum) / size, (accuracy_mean * total - accuracy_sum) / size
 
 
 def chance_loss(class_counts: Sequence[int], label_smoothing: float = 0.0) -> float:

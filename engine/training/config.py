@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import TrainingError
+from engine.training.loop import Recipe
 
 #: mode -> what people read
 MODES = {
@@ -39,9 +40,11 @@ DEFAULT_LEARNING_RATES = {"scratch": 2e-3}
 DEFAULT_LEARNING_RATE = 1e-3
 
 
-@dataclass
-class RunConfig:
-    """The settings of one training run (good defaults; only ``dataset`` is required).
+@dataclass(kw_only=True)
+class RunConfig(Recipe):
+    """The settings of one training run (good defaults; only ``dataset`` is required): how the
+    weights are updated (the fields of ``Recipe``: optimizer, learning-rate schedule, warm-up,
+    label smoothing, momentum, early stopping, reduce-LR-on-plateau) and the rest.
 
     Attributes:
         dataset: the data set folder (``engine.data.open_dataset`` opens it).
@@ -65,37 +68,13 @@ class RunConfig:
             base's own size for ImageNet models, the model's own when continuing).
         epochs: epochs of training (of stage 1 when fine-tuning).
         batch_size: images per step (across all devices).
-        optimizer: one of ``OPTIMIZERS``.
         learning_rate: of the optimizer (of stage 1 when fine-tuning); ``None``: the mode's
             ``DEFAULT_LEARNING_RATES`` (2e-3 from scratch, where batch norm, warm-up and label
             smoothing let Adam take larger steps; 1e-3 otherwise).
-        lr_schedule: a key of ``LR_SCHEDULES``. Cosine decay (Loshchilov & Hutter 2017,
-            without restarts) ends each stage at a learning rate near 0, where the weights
-            settle; reduce-LR-on-plateau, when on, replaces it (the learning rate is constant
-            until a plateau).
-        warmup: cosine schedule only: the share of each stage's steps over which the learning
-            rate rises linearly from 0 to ``learning_rate`` before the cosine decay (Goyal et
-            al. 2017): the first steps, with untrained batch statistics and large gradients,
-            then do not throw the weights far off. A quarter: from scratch, Adam's steps at the
-            full rate swing every image's prediction from class to class while the features
-            are still random (each weight of the classifier moves by about the learning rate
-            whatever its gradient, so a logit moves by up to lr x 512 inputs); on the 3,000-image
-            demo set upscaled to 128 pixels, 4 epochs reached 0.68 and 0.66 validation
-            accuracy (seeds 0 and 1) with it, 0.61 and 0.36 with 5 %; at 64 pixels 0.85 and
-            0.82 either way (``bench/training.py --scratch-sizes``).
-        label_smoothing: train towards ``1 - label_smoothing`` for the true class and the rest
-            shared by the others (Szegedy et al. 2016), instead of one-hot targets: the
-            network stops pushing confident logits further, and generalises better. The loss
-            curves then level off above 0 (at about 0.45 for 6 classes and 0.1).
-        momentum: SGD's momentum.
         batch_norm: scratch only: train the classic CNN with batch normalisation after each
             convolution (Ioffe & Szegedy 2015); the saved model has it folded into the
             convolutions, so it is the classic network, computing the same.
         augment: augment training images with the settings saved with the data set.
-        early_stopping: stop after this many epochs without a better validation loss (0: off).
-        reduce_lr: divide the learning rate by ``1 / reduce_lr_factor`` after this many epochs
-            without a better validation loss (0: off).
-        reduce_lr_factor: see ``reduce_lr``.
         validation_split: share of the training images held out for validation when the data
             set has no validation split.
         fine_tune_layers: stage 2 unfreezes this many of the base's top layers with weights.
@@ -121,17 +100,9 @@ class RunConfig:
     image_size: tuple[int, int] | None = None
     epochs: int = 10
     batch_size: int = 32
-    optimizer: str = "adam"
     learning_rate: float | None = None
-    lr_schedule: str = "cosine"
-    warmup: float = 0.25
-    label_smoothing: float = 0.1
-    momentum: float = 0.9
     batch_norm: bool = True
     augment: bool = True
-    early_stopping: int = 0
-    reduce_lr: int = 0
-    reduce_lr_factor: float = 0.2
     validation_split: float = 0.2
     fine_tune_layers: int = 20
     fine_tune_epochs: int = 5
@@ -159,18 +130,13 @@ class RunConfig:
         Raises:
             TrainingError: with a sentence saying which setting to change.
         """
-        if self.mode not in MODES:
-            raise TrainingError(f"Unknown training mode '{self.mode}'; choose one of "
-                                f"{', '.join(MODES)}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainingError(f"Unknown optimizer '{self.optimizer}'; choose one of "
-                                f"{', '.join(OPTIMIZERS)}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise TrainingError(f"Unknown learning-rate schedule '{self.lr_schedule}'; choose "
-                                f"one of {', '.join(LR_SCHEDULES)}.")
-        if self.strategy not in STRATEGIES:
-            raise TrainingError(f"Unknown distribution strategy '{self.strategy}'; choose one "
-                                f"of {', '.join(STRATEGIES)}.")
+        for what, value, allowed in (("training mode", self.mode, MODES),
+                                     ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("learning-rate schedule", self.lr_schedule, LR_SCHEDULES),
+                                     ("distribution strategy", self.strategy, STRATEGIES)):
+            if value not in allowed:
+                raise TrainingError(f"Unknown {what} '{value}'; choose one of "
+                                    f"{', '.join(allowed)}.")
         _positive_int("epochs", self.epochs, 10_000)
         _positive_int("batch size", self.batch_size, 65_536)
         _rate("learning rate", self.learning_rate)

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from engine.data.dataset import ALL, Dataset
-from engine.data.pipeline import Augmentation, load_augmentation, tf_dataset
+from engine.data.pipeline import (Augmentation, augmentation_layers, load_augmentation,
+                                  tf_dataset)
 from engine.errors import TrainingError
 
 #: from scratch, the longest side images are trained at by default (the data set's own size
@@ -133,19 +134,75 @@ def input_pipeline(data: TrainingData, split: str, image_size: tuple[int, int],
         ``tf.data.Dataset`` of ``(x, labels)``: ``x`` ``(B, h, w, channels)`` float32, what the
         network's first layer expects; ``labels`` ``(B,)`` int32.
     """
+    ds = tf_dataset(data.dataset, split, image_size, batch_size, augment=augment,
+                    shuffle=shuffle, seed=seed)
+    return _ready(ds, preprocessing, channels)
+
+
+def array_pipeline(images: np.ndarray, labels: np.ndarray, batch_size: int,
+                   preprocessing: str = "unit", *, augment: Augmentation | None = None,
+                   shuffle: bool = True, seed: int = 0):
+    """Batches of images held in memory, made as ``input_pipeline`` makes a split's: in a new
+    order each epoch, batched, augmented by the same layers
+    (``engine.data.pipeline.augmentation_layers``), preprocessed.
+
+    The orders are drawn from a NumPy generator seeded with ``seed`` (``epoch_orders``), so a
+    configuration sees its images in the same orders every time, whatever TensorFlow's global
+    seed (which other work of the same process may set).
+
+    Args:
+        images: ``(N, h, w, 3)`` uint8 RGB.
+        labels: ``(N,)`` integer class indices.
+        batch_size: images per batch (the last one may be smaller).
+        preprocessing: a mode of ``engine.models.preprocessing.PREPROCESSING_MODES``.
+        augment: augmentation settings, or None.
+        shuffle: a new order each epoch (else the given order).
+        seed: order and augmentation seed.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(x, labels)``: ``x`` ``(B, h, w, 3)`` float32,
+        preprocessed; ``labels`` ``(B,)`` int32.
+    """
+    import tensorflow as tf
+
+    x, y = tf.constant(images), tf.constant(np.asarray(labels, np.int32))
+    order = epoch_orders(len(images), seed) if shuffle else tf.data.Dataset.range(len(images))
+    ds = order.batch(batch_size).map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    if augment is not None and not augment.is_identity:
+        layers = augmentation_layers(augment, seed=seed)  # they take floats in [0, 255]
+        ds = ds.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return _ready(ds, preprocessing, channels=3)
+
+
+def epoch_orders(n: int, seed: int):
+    """The indices ``0 .. n - 1`` as a ``tf.data.Dataset``, in a new order each time it is
+    read (each epoch): ``numpy.random.default_rng(seed).permutation(n)``, then the
+    generator's next permutation, and so on."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def draw(_):
+        order = tf.numpy_function(lambda: rng.permutation(n).astype(np.int64), [], tf.int64)
+        return tf.ensure_shape(order, (n,))
+
+    return (tf.data.Dataset.from_tensors(0).map(draw).unbatch()
+            .apply(tf.data.experimental.assert_cardinality(n)))
+
+
+def _ready(batches, preprocessing: str, channels: int):
+    """The batches as the network takes them: grayscale for one channel, preprocessed."""
     import tensorflow as tf
 
     from engine.models.preprocessing import preprocess
-
-    ds = tf_dataset(data.dataset, split, image_size, batch_size, augment=augment,
-                    shuffle=shuffle, seed=seed)
 
     def ready(x, y):
         if channels == 1:
             x = tf.image.rgb_to_grayscale(x)
         return preprocess(x, preprocessing), y
 
-    return ds.map(ready, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return batches.map(ready, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def training_augmentation(data: TrainingData, enabled: bool) -> Augmentation | None:

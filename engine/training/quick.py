@@ -5,7 +5,9 @@ demo shapes for an epoch or two. A run of the Train page is a process with a fol
 checkpoints and a timeline that every visitor of the server sees (``runs.py``); a quick fit
 keeps its curves in memory and belongs to whoever started it, so a class of visitors can each
 watch a network learn without filling the server's list of runs and models. The page runs it
-as a job of the server's queue (``engine.jobs``), which bounds how many train at once.
+as a job of the server's queue (``engine.jobs``), which bounds how many train at once. It
+trains as runs and the demo model do, through ``engine.training.loop.fit`` on ``tf.data``
+batches (``engine.training.data.array_pipeline``), with Keras' plain recipe (``QUICK_RECIPE``).
 
     >>> result = quick_fit(QuickFitConfig(n_train=360, epochs=2), callback=print)
     0 90 tested on the unseen shapes before training
@@ -30,9 +32,17 @@ from engine.errors import TrainingError
 from engine.jobs import JobProgress
 from engine.models.scratch import build_scratch_cnn
 from engine.progress import Progress, publish, report, stop_requested
+from engine.training.callbacks import BatchValues
+from engine.training.data import array_pipeline
+from engine.training.loop import Recipe, fit
 
 #: Validation images come from another seed than the training images: never seen in training.
 VALIDATION_SEED = 1000
+#: Adam at a constant learning rate on one-hot targets: a handful of weight updates show
+#: learning at once (a cosine schedule's warm-up would spend the first of 120 on nothing)
+QUICK_RECIPE = Recipe(optimizer="adam", lr_schedule="constant", warmup=0.0, label_smoothing=0.0)
+#: images per batch when measuring the unseen images (fewer, larger batches: faster)
+VALIDATION_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -143,31 +153,19 @@ def quick_fit(config: QuickFitConfig | None = None,
     """
     c = config or QuickFitConfig()
     images, labels = demo_data(c)
-    x, y = images.astype(np.float32) / 255.0, labels
-    val_images, y_val = demo_data(c, validation=True)
-    x_val = val_images.astype(np.float32) / 255.0
+    val_images, val_labels = demo_data(c, validation=True)
     try:
         model = build_scratch_cnn((c.size, c.size), len(CLASS_NAMES), seed=c.seed)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    model.compile(optimizer=keras.optimizers.Adam(c.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     result = QuickFitResult(model)
-    loss, accuracy = model.evaluate(x_val, y_val, batch_size=64, verbose=0)
-    result.validation.append(EpochPoint(0, float(loss), float(accuracy)))
-    _tell(callback, result.validation[-1], 0, c.total_steps)
-    recorder = _Recorder(c, result, callback)
-    # The order of the images is drawn here, epoch by epoch, from the seed (not by Keras from
-    # TensorFlow's global seed, which would need setting for the whole process): the same
+    # The images come in an order drawn from the seed epoch by epoch (``array_pipeline``), not
+    # from TensorFlow's global seed, which other work of the server may set: the same
     # configuration learns the same way every time.
-    rng = np.random.default_rng(c.seed)
-    for epoch in range(c.epochs):
-        if stop_requested(callback):
-            break
-        order = rng.permutation(len(y))
-        model.fit(x[order], y[order], batch_size=c.batch_size, initial_epoch=epoch,
-                  epochs=epoch + 1, shuffle=False, verbose=0, validation_data=(x_val, y_val),
-                  callbacks=[recorder])
+    fit(model, array_pipeline(images, labels, c.batch_size, seed=c.seed),
+        array_pipeline(val_images, val_labels, VALIDATION_BATCH, shuffle=False),
+        recipe=QUICK_RECIPE, learning_rate=c.learning_rate, epochs=c.epochs,
+        callbacks=[_Recorder(c, result, callback)], validate_first=True)
     result.stopped = len(result.points) < c.total_steps
     return result
 
@@ -198,7 +196,8 @@ def demo_data(config: QuickFitConfig, validation: bool = False
 
 
 class _Recorder(keras.callbacks.Callback):
-    """Turns Keras' running means into one point per batch, and stops on request."""
+    """Turns Keras' running means into one point per batch, records the unseen images'
+    loss and accuracy before training and after each epoch, and stops on request."""
 
     def __init__(self, config: QuickFitConfig, result: QuickFitResult,
                  callback: Progress | None):
@@ -207,23 +206,24 @@ class _Recorder(keras.callbacks.Callback):
         self.result = result
         self.callback = callback
         self._epoch = 0
-        self._sums = (0.0, 0.0, 0)  # loss sum, accuracy sum, images seen this epoch
+        self._values = BatchValues(config.batch_size, config.n_train)
+        self._training = False
+
+    def on_test_end(self, logs=None):
+        # before training (``fit(validate_first=True)``): the epoch-0 point
+        if not self._training and logs and "loss" in logs:
+            self._validated(EpochPoint(0, float(logs["loss"]), float(logs["accuracy"])))
+
+    def on_train_begin(self, logs=None):
+        self._training = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch, self._sums = epoch, (0.0, 0.0, 0)
+        self._epoch = epoch
+        self._values.start_epoch()
 
     def on_train_batch_end(self, batch, logs=None):
         c = self.config
-        logs = logs or {}
-        size = min(c.batch_size, max(1, c.n_train - batch * c.batch_size))
-        loss_sum, accuracy_sum, seen = self._sums
-        total = seen + size
-        # Keras reports means since the epoch began, weighted by images: undo the mean.
-        loss_mean = float(logs.get("loss", math.nan))
-        accuracy_mean = float(logs.get("accuracy", math.nan))
-        loss = (loss_mean * total - loss_sum) / size
-        accuracy = (accuracy_mean * total - accuracy_sum) / size
-        self._sums = (loss_mean * total, accuracy_mean * total, total)
+        loss, accuracy = self._values.of_batch(batch, logs or {})
         point = BatchPoint(self._epoch * c.steps_per_epoch + batch + 1, self._epoch + 1, loss,
                            min(1.0, max(0.0, accuracy)))
         self.result.points.append(point)
@@ -235,9 +235,12 @@ class _Recorder(keras.callbacks.Callback):
         logs = logs or {}
         # A stopped epoch is cut short: its validation would not be "after an epoch".
         if "val_loss" in logs and not stop_requested(self.callback):
-            point = EpochPoint(epoch + 1, float(logs["val_loss"]), float(logs["val_accuracy"]))
-            self.result.validation.append(point)
-            _tell(self.callback, point, len(self.result.points), self.config.total_steps)
+            self._validated(EpochPoint(epoch + 1, float(logs["val_loss"]),
+                                       float(logs["val_accuracy"])))
+
+    def _validated(self, point: EpochPoint) -> None:
+        self.result.validation.append(point)
+        _tell(self.callback, point, len(self.result.points), self.config.total_steps)
 
 
 def _tell(callback: Progress | None, point: BatchPoint | EpochPoint, done: int,

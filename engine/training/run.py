@@ -123,6 +123,7 @@ def _train(run_dir: Path, record: Path, config: RunConfig, strategy) -> runs.Run
     from engine.training.build import build_model, unfreeze_top
     from engine.training.callbacks import RunMonitor, chance_loss
     from engine.training.data import input_pipeline, training_augmentation, training_splits
+    from engine.training.loop import fit
 
     checkpoint = runs._read_json(run_dir / runs.CHECKPOINTS / runs.STATE_FILE) or {}
     done = int(checkpoint.get("epochs_done", 0))
@@ -176,9 +177,8 @@ def _train(run_dir: Path, record: Path, config: RunConfig, strategy) -> runs.Run
                     preprocessing=built.preprocessing, channels=built.channels)
     train_ds = input_pipeline(data, data.train, augment=augment, seed=config.seed, **pipeline)
     val_ds = input_pipeline(data, data.validation, shuffle=False, **pipeline)
-    train_ds = _one_hot(train_ds, len(data.class_names)).take(steps)
-    val_ds = _one_hot(val_ds, len(data.class_names)).take(
-        _batches(n_val, config.batch_size, replicas))
+    train_ds = train_ds.take(steps)
+    val_ds = val_ds.take(_batches(n_val, config.batch_size, replicas))
     timeline = (_timeline(run_dir, model, config, data, built)
                 if config.probe_images and chief else None)
     if timeline is not None and not timeline.has(0):
@@ -191,17 +191,16 @@ def _train(run_dir: Path, record: Path, config: RunConfig, strategy) -> runs.Run
         if done >= end:
             continue
         start = max(first, done)
-        if stage == 2 and (not resuming or int(checkpoint.get("stage", 1)) < 2 or start == first):
-            with strategy.scope():  # the optimizer's variables must live in the strategy
-                unfrozen = unfreeze_top(model, built.base, config.fine_tune_layers)
-                _compile(model, config, learning_rate, (end - first) * steps)
+        unfreeze = stage == 2 and (not resuming or int(checkpoint.get("stage", 1)) < 2
+                                   or start == first)
+        if unfreeze:  # fit compiles again, in the strategy's scope
+            unfrozen = unfreeze_top(model, built.base, config.fine_tune_layers)
             _event(record, "stage", epoch=first, stage=2, layers=unfrozen,
                    message=f"Stage 2: fine-tuning the top {len(unfrozen)} layers of the base "
                            f"at learning rate {learning_rate:g}.")
-        elif not (resuming and start == done and model.optimizer is not None
-                  and model.compiled):
-            with strategy.scope():
-                _compile(model, config, learning_rate, (end - first) * steps)
+        # resumed inside a stage, the checkpoint's optimizer (and its state) goes on
+        keep_optimizer = (not unfreeze and resuming and start == done
+                          and model.optimizer is not None and model.compiled)
         monitor = RunMonitor(record, stage=stage, steps_per_epoch=steps, n_train=n_train,
                              batch_size=config.batch_size, monitor=monitor_name, best=best,
                              timeline=timeline, stop_requested=lambda: _stop_signal["set"],
@@ -209,17 +208,10 @@ def _train(run_dir: Path, record: Path, config: RunConfig, strategy) -> runs.Run
                              chance_loss=chance_loss(
                                  list(data.dataset.counts()[data.train].values()),
                                  config.label_smoothing))
-        extra = []
-        if config.early_stopping:
-            extra.append(keras.callbacks.EarlyStopping(monitor=monitor_name,
-                                                       patience=config.early_stopping))
-        if config.reduce_lr:
-            extra.append(keras.callbacks.ReduceLROnPlateau(
-                monitor=monitor_name, patience=config.reduce_lr,
-                factor=config.reduce_lr_factor, verbose=0))
         in_step = _in_step(strategy)
-        model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=start,
-                  callbacks=[monitor, *extra, *in_step], verbose=0, shuffle=False)
+        fit(model, train_ds, val_ds, recipe=config, learning_rate=learning_rate, epochs=end,
+            initial_epoch=start, schedule_steps=(end - first) * steps, callbacks=[monitor],
+            final_callbacks=in_step, compile=not keep_optimizer, strategy=strategy)
         best = monitor.best
         outcome, message = monitor.outcome, monitor.message
         if outcome == "done" and any(c.by_another for c in in_step):
@@ -280,7 +272,7 @@ def _save_final_model(checkpoint: Path, out: Path, *, fold: bool) -> None:
         return
     import keras
 
-    from engine.models.scratch import fold_batch_norm
+    from engine.models.folding import fold_batch_norm
 
     trained = keras.saving.load_model(checkpoint, compile=False, safe_mode=True)
     fold_batch_norm(trained).save(out)
@@ -292,39 +284,6 @@ def _batches(n_images: int, batch_size: int, replicas: int) -> int:
     the network, and a multi-worker cluster with it)."""
     full, rest = divmod(n_images, batch_size)
     return full + (rest >= replicas)
-
-
-def _one_hot(dataset, n_classes: int):
-    """The batches with one-hot labels, as the (label-smoothing) categorical cross-entropy
-    takes them."""
-    import tensorflow as tf
-
-    return dataset.map(lambda x, y: (x, tf.one_hot(tf.cast(y, tf.int32), n_classes)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _compile(model, config: RunConfig, learning_rate: float, steps: int) -> None:
-    """Compile for a stage of ``steps`` training batches (the cosine schedule spans them)."""
-    import keras
-
-    from engine.models.explorable import _output_activation
-
-    if config.lr_schedule == "cosine" and not config.reduce_lr:
-        warmup = min(int(round(config.warmup * steps)), steps - 1)
-        learning_rate = (keras.optimizers.schedules.CosineDecay(
-            0.0, steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
-            if warmup > 0 else keras.optimizers.schedules.CosineDecay(learning_rate, steps))
-    optimizers = {
-        "adam": lambda: keras.optimizers.Adam(learning_rate),
-        "adamw": lambda: keras.optimizers.AdamW(learning_rate),
-        "rmsprop": lambda: keras.optimizers.RMSprop(learning_rate),
-        "sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=config.momentum),
-    }
-    from_logits = _output_activation(model) != "softmax"
-    model.compile(optimizer=optimizers[config.optimizer](),
-                  loss=keras.losses.CategoricalCrossentropy(
-                      from_logits=from_logits, label_smoothing=config.label_smoothing),
-                  metrics=["accuracy"])
 
 
 def _timeline(run_dir, model, config: RunConfig, data, built):

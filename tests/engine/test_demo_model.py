@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from engine.data.shapes import CLASS_NAMES, make_shapes
-from engine.models.demo import _build, build_demo_model, fold_batch_norm
+from engine.models.demo import _build, build_demo_model
+from engine.models.folding import fold_batch_norm
 from tests.conftest import ROOT
 from tests.engine.training_helpers import random_batch_norm_statistics
 

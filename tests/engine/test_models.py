@@ -260,7 +260,8 @@ def test_scratch_convolutions_are_padded_so_every_pixel_reaches_the_head(side, l
 
 @pytest.mark.parametrize("side", [64, 32])
 def test_scratch_trained_with_batch_norm_folds_into_the_classic_cnn(side):
-    from engine.models.scratch import build_scratch_cnn, fold_batch_norm
+    from engine.models.folding import fold_batch_norm
+    from engine.models.scratch import build_scratch_cnn
 
     trained = build_scratch_cnn((side, side), 3, seed=1, batch_norm=True)
     assert [type(layer).__name__ for layer in trained.layers[1:4]] == [

@@ -19,7 +19,7 @@ from engine.training import (RunConfig, curves, delete_run, list_runs, load_trai
 from engine.training.build import build_model
 from engine.training.config import load_config, save_config
 from engine.training.evaluate import load_evaluation
-from engine.training.run import _compile
+from engine.training.loop import compile_model
 from engine.training.runs import create_run
 from engine.training.timeline import read_timeline
 from tests.engine.training_helpers import (BATCH, STEPS, split_arrays, tiny_config,
@@ -296,7 +296,7 @@ def test_the_concurrency_limit_counts_runs_still_going(dataset, tmp_path):
 ])
 def test_the_learning_rate_schedule(dataset, changes, lr_after_5_of_10_steps):
     model = build_model(tiny_config(dataset), 6).model
-    _compile(model, tiny_config(dataset, **changes), 1e-3, steps=10)
+    compile_model(model, tiny_config(dataset, **changes), 1e-3, steps=10)
     model.optimizer.iterations.assign(5)
     assert float(model.optimizer.learning_rate) == pytest.approx(lr_after_5_of_10_steps)
     if changes.get("warmup"):  # halfway through the warm-up: half the learning rate
