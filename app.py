@@ -10,7 +10,7 @@ import io
 
 import streamlit as st
 
-from engine.models import predict
+from engine.predictions import cached_predict
 from ui import presenter
 from ui.figures import top_k_bars
 from ui.page import page
@@ -49,7 +49,7 @@ if not selection.images:
 else:
     with shown_errors("Predicting failed: "):
         with st.spinner("Predicting..."):
-            results = predict(model, selection.arrays, top=5)
+            results = cached_predict(model, selection.arrays, top=5)
         per_row = 3
         for start in range(0, len(results), per_row):
             cols = st.columns(per_row)

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import script_runner
 
 from engine.models import ExplorableModel, load_model
+
+
+def _clean_all_but_keras() -> None:
+    """Streamlit's cleanup after a script run, without ``keras.backend.clear_session()``.
+
+    Streamlit clears Keras after every run of every session, for scripts that build a model on
+    each run. Here models are built once per server and shared, so that call only did harm: it
+    threw away TensorFlow's kernel cache (the next forward pass built its kernels again), reset
+    Keras's global state under the threads of other sessions and of the job queue still using
+    it, and held the server (and every session's messages) for a full garbage collection:
+    0.2-0.5 s after each run on two cores.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")  # the part of Streamlit's cleanup that stays
+
+
+# A private function of Streamlit's script runner (1.67); tests/pages/test_script_runs.py fails
+# if a Streamlit upgrade clears Keras again some other way.
+if hasattr(script_runner, "_clean_problem_modules"):
+    script_runner._clean_problem_modules = _clean_all_but_keras
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)

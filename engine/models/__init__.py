@@ -14,7 +14,8 @@ from engine.models.explorable import ExplorableModel
 from engine.models.loading import is_online, keras_models_dir, load_model, load_model_file
 
 __all__ = ["CATALOGUE", "ExplorableModel", "ModelSpec", "get_spec", "is_online",
-           "keras_models_dir", "list_models", "load_model", "load_model_file", "predict"]
+           "keras_models_dir", "list_models", "load_model", "load_model_file", "predict",
+           "top_classes"]
 
 
 def predict(model: ExplorableModel, images, top: int = 5) -> list[list[tuple[str, float]]]:
@@ -28,7 +29,13 @@ def predict(model: ExplorableModel, images, top: int = 5) -> list[list[tuple[str
     Returns:
         For each image, ``top`` (class name, probability) pairs, most likely first.
     """
-    probs = model.probabilities(images)
+    return top_classes(model.class_names, model.probabilities(images), top)
+
+
+def top_classes(class_names: list[str], probs: np.ndarray,
+                top: int = 5) -> list[list[tuple[str, float]]]:
+    """For each row of ``probs`` (N, n_classes), the ``top`` (class name, probability) pairs,
+    most likely first (ties: the lower class index first)."""
     top = min(top, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :top]
-    return [[(model.class_names[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+    return [[(class_names[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
