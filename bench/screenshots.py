@@ -37,8 +37,9 @@ VIEWPORT = {"width": 1400, "height": 900}
 MAX_BYTES = 400_000
 #: seconds a page may take to show its content (the first model load, a job on 2 busy cores)
 TIMEOUT_S = 600
-#: the demo data set made before the server starts: what the Data set page's button makes
-DEMO_IMAGES, DEMO_SIDE = 600, 64
+#: the side of the demo data set made before the server starts (its size is the Data set page's
+#: default, ``engine.data.DEMO_SET_SIZE``)
+DEMO_SIDE = 64
 
 #: Plotly charts drawn in the main area
 CHARTS_JS = """() => Array.from(document.querySelectorAll(
@@ -132,7 +133,7 @@ def shoot(url: str, names: list[str], out: Path, n_images: int) -> dict[str, dic
 
 
 def main() -> None:
-    from engine.data import export_demo
+    from engine.data import DEMO_SET_SIZE, export_demo
     from ui.images import DEFAULT_IMAGES
     from ui.sidebar import PAGES
 
@@ -151,7 +152,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cnn_explorer_shots_") as tmp:
         home = Path(tmp)
         if "dataset" in names:
-            export_demo(home / "app_home" / "datasets", DEMO_IMAGES, size=DEMO_SIDE, mirrors=True)
+            export_demo(home / "app_home" / "datasets", DEMO_SET_SIZE, size=DEMO_SIDE, mirrors=True)
         with run_streamlit(home) as url:
             shoot(url, names, args.out, len(DEFAULT_IMAGES))
 

@@ -10,13 +10,14 @@ import numpy as np
 import streamlit as st
 
 from engine import features
-from engine.conv_arithmetic import conv_arithmetic, explainable
-from engine.models.layers import find_layer
+from engine.feature_views import every_layer_maps, layers_overview
 from ui import feature_figures as ff
 from ui import presenter, state
 from ui.errors import shown_errors
+from ui.feature_sections import arithmetic_section, pick_layer
 from ui.page import page
 from ui.text import md_escape
+from ui.widgets import image_choice
 
 EXPLAINER = """
 Each layer of a CNN turns its input into a stack of **feature maps**, one per *channel*. A map
@@ -41,7 +42,6 @@ SCALES = {"local": "Each map its own range", "module": "One range per layer",
 SORTS = {"index": "Channel index", "mean": "Mean activation (largest first)"}
 TABS = ["How was this number computed?", "All layers", "Compare two images",
         "First-layer filters", "Channel statistics"]
-STRIP_LAYERS = 16  # columns of the all-layers overview at most
 
 
 # ------------------------------------------------------------------------------ cached work
@@ -53,61 +53,15 @@ def _layers(_model, model_key: str) -> list[features.MapLayer]:
 @st.cache_data(show_spinner="Computing every layer's maps in one forward pass...",
                max_entries=8, ttl=3600)
 def _maps(_model, model_key: str, image_id: str, _image: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's maps for one image (batch axis dropped), and the inputs of the Conv2D
-    layers the arithmetic view can open. The only place this page runs the model."""
-    layers = [layer.path for layer in features.map_layers(_model)]
-    explain = [p for p in layers if explainable(find_layer(_model.keras_model, p))]
-    maps = features.feature_maps(_model, _image, layers, inputs_of=explain)
-    first: dict[int, np.ndarray] = {}  # an array shared by two keys stays shared (and cached once)
-    return {key: first.setdefault(id(value), value[0]) for key, value in maps.items()}
+    """``every_layer_maps``: the only place this page runs the model."""
+    return every_layer_maps(_model, _image)
 
 
 # ------------------------------------------------------------------------------ pickers
-def _pick_layer(layers: list[features.MapLayer], model_name: str) -> features.MapLayer:
-    """Block, then layer; the choice is kept per model across reruns and pages."""
-    by_path = {layer.path: layer for layer in layers}
-    key = f"fm_layer:{model_name}"
-    state.linked(key, "layer", by_path, features.default_layer(layers))
-    current = by_path[st.session_state[key]]
-    blocks = list(dict.fromkeys(layer.block for layer in layers))
-
-    def block_changed():
-        block = st.session_state["_w_fm_block"]
-        in_block = [layer for layer in layers if layer.block == block]
-        convs = [layer for layer in in_block if layer.kind == "conv"]
-        st.session_state[key] = (convs or in_block)[0].path
-
-    def layer_changed():
-        st.session_state[key] = st.session_state["_w_fm_layer"]
-
-    st.session_state["_w_fm_block"] = current.block
-    st.session_state["_w_fm_layer"] = current.path
-    left, right = st.columns([1, 2])
-    left.selectbox("Block", blocks, key="_w_fm_block", on_change=block_changed,
-                   help="Layers grouped by block: a block ends where the maps shrink "
-                        "(pooling or a strided convolution).")
-    in_block = [layer.path for layer in layers if layer.block == current.block]
-    right.selectbox("Layer", in_block, key="_w_fm_layer", on_change=layer_changed,
-                    format_func=lambda p: f"{p} · {by_path[p].type} · "
-                                          f"{' × '.join(map(str, by_path[p].output_shape))}",
-                    help="Convolution, pooling, activation, merge and dense layers, including "
-                         "those inside a nested model (shown as outer/inner).")
-    return current
-
-
 def _select_channel_from_grid():
     points = st.session_state["fm_grid"].selection.points
     if points:
         st.session_state["fm_channel"] = int(points[0]["customdata"])
-
-
-def _select_position(layer: str, channel: int):
-    def select():
-        points = st.session_state["fm_position_pick"].selection.points
-        if points:
-            row, col = points[0]["customdata"]
-            st.session_state.setdefault("fm_positions", {})[(layer, channel)] = (int(row), int(col))
-    return select
 
 
 # ------------------------------------------------------------------------------ sections
@@ -147,124 +101,11 @@ def _channel_section(model, image, maps, layer, stats, low, high, colormap, chan
                         key="fm_channel_heatmap")
 
 
-def _arithmetic_section(model, maps, layer, channel, colormap, low, high, layers):
-    layer_obj = find_layer(model.keras_model, layer.path)
-    if not explainable(layer_obj):
-        convs = [m.path for m in layers if m.kind == "conv"
-                 and explainable(find_layer(model.keras_model, m.path))]
-        st.info(f"The step-by-step sum is shown for Conv2D layers; this is a {layer.type} layer. "
-                "Choose a convolution layer above.", icon=":material/info:")
-        if convs and st.button(f"Open the first convolution ({convs[0]})", key="fm_go_conv"):
-            st.session_state[f"fm_layer:{model.name}"] = convs[0]
-            st.rerun()
-        return
-    x_in = maps[features.input_key(layer.path)]
-    values = maps[layer.path][:, :, channel]
-    positions = st.session_state.setdefault("fm_positions", {})
-    if (layer.path, channel) not in positions:
-        positions[(layer.path, channel)] = tuple(int(v) for v in np.unravel_index(
-            np.argmax(values), values.shape))
-    row, col = positions[(layer.path, channel)]
-    h, w = values.shape
-
-    def typed():
-        positions[(layer.path, channel)] = (int(st.session_state["_w_fm_row"]),
-                                            int(st.session_state["_w_fm_col"]))
-
-    st.session_state["_w_fm_row"], st.session_state["_w_fm_col"] = row, col
-    pick, numbers = st.columns([1, 2])
-    with pick:
-        presenter.chart(ff.position_figure(values, row, col, colormap, float(low[channel]),
-                                           float(high[channel])),
-                        key="fm_position_pick", on_select=_select_position(layer.path, channel),
-                        selection_mode="points", width="content",
-                        config={"displayModeBar": False})
-    arith = conv_arithmetic(layer_obj, x_in, row, col, channel)
-    shown = float(values[row, col])
-    with numbers:
-        a, b = st.columns(2)
-        a.number_input("Row", 0, h - 1, step=1, key="_w_fm_row", on_change=typed)
-        b.number_input("Column", 0, w - 1, step=1, key="_w_fm_col", on_change=typed)
-        kh, kw, c_in = arith.patch.shape
-        source = ("the preprocessed image" if layer.path == _first_conv(layers)
-                  else "the output of the layer before")
-        st.markdown(
-            f"The value at row **{row}**, column **{col}** of channel **{channel}** comes from a "
-            f"**{kh}×{kw}×{c_in}** window of this layer's input ({source}): multiply each of "
-            f"its {kh * kw * c_in:,} numbers by the matching filter weight, add everything up, "
-            "add the bias, apply the activation.")
-        st.markdown(
-            f"- sum of the {kh * kw * c_in:,} products: `{arith.total:.6g}`\n"
-            f"- plus the bias `{arith.bias:.6g}` gives `{arith.pre_activation:.6g}`\n"
-            f"- {arith.activation}(`{arith.pre_activation:.6g}`) = **`{arith.value:.6g}`**")
-        if np.isclose(arith.value, shown, rtol=1e-4, atol=1e-5):
-            st.success(f"The map shows `{shown:.6g}` here: the same number (difference "
-                       f"{abs(arith.value - shown):.1e}, float rounding).", icon=":material/check:")
-        else:
-            st.error(f"The map shows `{shown:.6g}`, the sum gives `{arith.value:.6g}`: they "
-                     "differ, which should not happen. Please report it.", icon=":material/error:")
-        if not arith.inside.all():
-            st.caption("Part of the window hangs over the border: those inputs are the zero "
-                       "padding ('pad' in the cells).")
-    order = np.argsort(-np.abs(arith.channel_sums), kind="stable")
-    colours = None
-    if layer.path == _first_conv(layers) and c_in == 3:  # the image's colours
-        colours = ["blue", "green", "red"] if model.preprocessing == "caffe" else [
-            "red", "green", "blue"]
-    input_channel = st.selectbox(
-        "Input channel to look at", order.tolist(), key=f"fm_in_ch:{layer.path}:{c_in}",
-        format_func=lambda c: f"input channel {c}{f' ({colours[c]})' if colours else ''} "
-                              f"(adds {arith.channel_sums[c]:+.4g})",
-        help="Each input channel has its own k×k slice of the filter; listed by how much it "
-             "adds to the sum.")
-    left, right = st.columns([1, 2])
-    left.plotly_chart(ff.window_figure(x_in, arith, input_channel,
-                                       f"Input channel {input_channel} and the window"),
-                      key="fm_window")
-    right.plotly_chart(ff.arithmetic_figure(arith, input_channel), key="fm_arith")
-    if c_in > 1:
-        presenter.chart(ff.contributions_figure(arith, input_channel), key="fm_contrib")
-
-
-def _first_conv(layers) -> str | None:
-    return next((m.path for m in layers if m.kind == "conv"), None)
-
-
 def _strip_section(model, image, maps, layers, scale, colormap):
-    spatial = [m for m in layers if m.is_spatial and m.kind in ("conv", "pool")] or \
-        [m for m in layers if m.is_spatial]
-    if len(spatial) > STRIP_LAYERS:
-        picks = np.unique(np.linspace(0, len(spatial) - 1, STRIP_LAYERS).round().astype(int))
-        spatial = [spatial[i] for i in picks]
-    dense = [m for m in layers if not m.is_spatial][-2:]
-    seen = model.prepare(image)[0].astype(np.uint8)
-    columns = [ff.StripColumn("input", f"{seen.shape[0]}x{seen.shape[1]}x3", [seen])]
-    symmetric = ff.is_diverging(colormap)
-    for m in spatial:
-        values = maps[m.path]
-        low, high = features.color_limits(maps, m.path, scale, symmetric)
-        picks = features.overview_channels(values, k=4)
-        columns.append(ff.StripColumn(m.path.split("/")[-1], "x".join(map(str, m.output_shape)),
-                                      [values[:, :, c] for c in picks],
-                                      [low[c] for c in picks], [high[c] for c in picks]))
-    for m in dense:
-        values = maps[m.path]
-        side = int(np.ceil(np.sqrt(values.size)))
-        square = np.full(side * side, values.min(), np.float32)
-        square[:values.size] = values
-        low, high = features.color_limits(maps, m.path, "module" if scale == "local" else scale,
-                                          symmetric)
-        columns.append(ff.StripColumn(m.path.split("/")[-1], f"{values.size} units",
-                                      [square.reshape(side, side)], [low[0]], [high[0]]))
-    strip = ff.layers_strip(columns, colormap)
+    overview = layers_overview(model, image, maps, layers, scale, ff.is_diverging(colormap))
+    strip = ff.layers_strip(overview.columns, colormap)
     st.image(strip, width="stretch")
-    st.caption("From the input (left) to the output: the 4 most active channels of "
-               f"{len(spatial)} convolution and pooling layers"
-               + (f" (of {len([m for m in layers if m.is_spatial])} with maps)"
-                  if len(spatial) < len([m for m in layers if m.is_spatial]) else "")
-               + ", drawn smaller as the maps shrink (sizes on a log scale; the true shape is "
-               "under each name), then the dense layers' units as squares. Maps shrink and "
-               "become more abstract with depth.")
+    st.caption(overview.caption)
     st.download_button("Download the overview (PNG)", ff.png_bytes(strip),
                        f"{model.name}_all_layers.png", "image/png", icon=":material/download:",
                        key="fm_strip_png")
@@ -354,14 +195,10 @@ if not layers:
     st.stop()
 
 images = {i: image for i, _, image in selection.images}
-labels = {i: label for i, label, _ in selection.images}
-state.linked("fm_image", "image", images, next(iter(images)))
 top = st.columns([1, 3])
-with top[0]:
-    image_id = st.selectbox("Image", list(images), format_func=lambda i: labels[i],
-                            **state.durable("fm_image", next(iter(images))))
+image_id = image_choice(selection, "fm_image", linked=True, container=top[0])
 with top[1]:
-    layer = _pick_layer(layers, model.name)
+    layer = pick_layer(layers, model.name)
 
 maps = None
 with shown_errors("Computing the feature maps failed: "):
@@ -425,7 +262,7 @@ with tabs[0]:
     if tabs[0].open:
         if layer.is_spatial:
             with shown_errors("The arithmetic view failed: "):
-                _arithmetic_section(model, maps, layer, channel, colormap, low, high, layers)
+                arithmetic_section(model, maps, layer, channel, colormap, low, high, layers)
         else:
             st.info("Choose a convolution layer to see how one of its numbers is computed.")
 with tabs[1]:

@@ -15,17 +15,19 @@ from engine import actmax
 from engine.actmax.jobs import layer_work
 from engine.actmax.network import OUTPUT
 from engine.actmax.top_examples import layer_responses, top_examples
-from engine.data import list_datasets, make_shapes
-from engine.errors import CNNExplorerError
-from engine.jobs import CANCELLED, FAILED, FINISHED, QUEUED
-from engine.images import load_image
+from engine.actmax.views import DEFAULT_MAX_CLASSES, DREAM, VIEWS, status_line
+from engine.data import list_datasets
+from engine.data.sampling import sample_dataset, sample_shapes
+from engine.jobs import FAILED, QUEUED
 from ui import filters_figures as fig
 from ui import presenter, state
 from ui.errors import shown_errors
+from ui.filters_sections import pick_units, settings_form
 from ui.jobs import again, job_queue, status_text
 from ui.page import page
 from ui.paths import cache_dir, datasets_dir
 from ui.text import md_escape
+from ui.widgets import image_choice, linked_choice, progress_bar
 
 EXPLAINER = """
 Each filter of a convolution layer is a pattern detector. To see **what a filter looks for**, we
@@ -54,12 +56,6 @@ A whole layer takes a while on a CPU. It keeps computing when you switch pages, 
 filters are kept on disk, so reopening the page is instant.
 """
 
-VIEWS = {"layer": "Filters of a layer", "class": "Classes", "dream": "DeepDream"}
-MODES = {"all": "All filters", "range": "A range", "pick": "Pick filters"}
-OBJECTIVES = {"channel": "Channel (mean over the whole map)", "neuron": "Neuron (centre only)"}
-PARAMS = {"fourier": "Fourier (decorrelated)", "pixels": "Pixels"}
-SIZES = [32, 48, 64, 96, 128, 160, 192, 224]
-DEFAULT_MAX_CLASSES = 12
 EXAMPLE_IMAGES = 120  # images drawn from a data set to find top examples in
 TOP_K = 6
 DREAM_WIDTH = 360  # pixels on screen for the image and its dream, side by side
@@ -78,101 +74,14 @@ def _grid_picture(request_key: tuple, units: tuple, _images: np.ndarray, labels:
     return grid, fig.png_bytes(grid.image)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _shapes(size: int) -> np.ndarray:
-    return make_shapes(EXAMPLE_IMAGES, size=size, seed=2024).images
-
-
-@st.cache_data(show_spinner="Loading images of the data set...", max_entries=4)
-def _dataset_images(folder: str, dataset_key: str) -> list[np.ndarray]:
-    dataset = next(d for d in list_datasets(datasets_dir()) if str(d.folder) == folder)
-    files = dataset.files_in(None)
-    picks = np.linspace(0, len(files) - 1, min(EXAMPLE_IMAGES, len(files))).round().astype(int)
-    images = []
-    for i in dict.fromkeys(picks.tolist()):
-        try:
-            images.append(load_image(dataset.path_of(files[i])))
-        except CNNExplorerError:
-            continue  # a file changed since the import: leave it out
-    return images
-
-
-# ------------------------------------------------------------------------------ settings
-def _settings(model, objective_choice: bool) -> dict:
-    """The optimisation settings (durable across pages), as ``actmax.plan`` arguments."""
-    default_side = actmax.default_size(model)[0]
-    sizes = sorted(set(SIZES) | {default_side})
-    with presenter.technical("am_settings"), st.expander("Settings", icon=":material/tune:"):
-        c1, c2, c3, c4 = st.columns(4)
-        steps = c1.number_input("Steps", 0, 2048, step=16, **state.durable("am_steps", 128),
-                                help="Optimisation steps per image: more gives stronger, "
-                                     "crisper pictures and takes longer.")
-        size = c2.selectbox("Image size (pixels)", sizes, **state.durable("am_size", default_side),
-                            help="Side of the square image. Convolution layers take any size; "
-                                 "class scores get it resized to the model's input.")
-        lr = c3.number_input("Learning rate", 0.005, 2.0, step=0.05, format="%.3f",
-                             **state.durable("am_lr", 0.2),
-                             help="How far each step moves (Adam), decayed to a tenth along "
-                                  "the steps.")
-        param = c4.radio("Parameterisation", list(PARAMS), format_func=PARAMS.get,
-                         **state.durable("am_param", "fourier"),
-                         help="Fourier: the image's frequencies, scaled like natural images "
-                              "(Olah et al., 2017). Pixels: every pixel directly.")
-        c1, c2, c3, c4 = st.columns(4)
-        jitter = c1.slider("Random shift (pixels)", 0, 32,
-                           **state.durable("am_jitter", max(1, round(default_side / 16))))
-        scale = c2.slider("Random zoom (±)", 0.0, 0.5, step=0.05,
-                          **state.durable("am_scale", 0.1))
-        rotate = c3.slider("Random turn (± degrees)", 0, 45, **state.durable("am_rotate", 5))
-        decorrelate = c4.toggle("Decorrelate colours", **state.durable("am_decorrelate", True),
-                                help="Change colours along natural images' main colour axes.")
-        c1, c2, c3, c4 = st.columns(4)
-        tv = c1.number_input("Total variation weight", 0.0, 100.0, step=0.5,
-                             **state.durable("am_tv", 0.0),
-                             help="Subtracts this times the mean difference between "
-                                  "neighbouring pixels: smoother pictures.")
-        l2 = c2.number_input("L2 weight", 0.0, 100.0, step=0.5, **state.durable("am_l2", 0.0),
-                             help="Subtracts this times the squared distance from grey: "
-                                  "calmer colours.")
-        blur = c3.number_input("Blur weight", 0.0, 100.0, step=0.5,
-                               **state.durable("am_blur", 0.0),
-                               help="Subtracts this times the distance from a blurred copy.")
-        seed = c4.number_input("Seed", 0, 10_000, **state.durable("am_seed", 0))
-        coarse = st.toggle("Coarse to fine: first half of the steps at half size",
-                           **state.durable("am_coarse", False),
-                           help="Faster on large images; trained networks respond to patterns "
-                                "at the scale they learned, so the pictures end weaker.")
-        objective = "channel"
-        if objective_choice:
-            objective = st.radio("What to maximise", list(OBJECTIVES), format_func=OBJECTIVES.get,
-                                 horizontal=True, **state.durable("am_objective", "channel"))
-    return dict(objective=objective, steps=int(steps), size=int(size), learning_rate=float(lr),
-                param=param, jitter=int(jitter), scale=float(scale), rotate=float(rotate),
-                decorrelate=bool(decorrelate), tv=float(tv), l2=float(l2), blur=float(blur),
-                seed=int(seed), coarse_to_fine=bool(coarse))
-
-
-def _pick_units(n: int, key: str, names: list[str] | None = None,
-                default_mode: str = "all") -> list[int]:
-    """All, a range, or chosen filters (or classes) out of ``n``."""
-    noun = "classes" if names else "filters"
-    mode = st.radio(f"Which {noun}", list(MODES), horizontal=True,
-                    format_func=lambda m: MODES[m].replace("filters", noun),
-                    **state.durable(f"am_mode_{key}", default_mode))
-    if mode == "range" and n > 1:
-        low, high = st.session_state.get(f"am_range_{key}", (0, min(n - 1, 15)))
-        st.session_state[f"am_range_{key}"] = (min(low, n - 1), min(high, n - 1))
-        low, high = st.slider(f"Range of {noun}", 0, n - 1,
-                              **state.durable(f"am_range_{key}", (0, 0)))
-        return list(range(low, high + 1))
-    if mode == "pick":
-        chosen = [u for u in st.session_state.get(f"am_pick_{key}", [0]) if u < n] or [0]
-        st.session_state[f"am_pick_{key}"] = chosen
-        picked = st.multiselect(f"Choose {noun}", list(range(n)),
-                                format_func=(lambda u: f"{u}: {names[u]}") if names else str,
-                                **state.durable(f"am_pick_{key}", chosen))
-        return sorted(picked)
-    return list(range(n))
+@st.cache_data(show_spinner="Drawing the example images...", max_entries=8)
+def _sample(source: str, version: str, size: int) -> list[np.ndarray]:
+    """``EXAMPLE_IMAGES`` images of ``"shapes"`` (``size`` pixels) or of ``"data:<folder>"``
+    (``version``: the data set's key)."""
+    if source == "shapes":
+        return list(sample_shapes(EXAMPLE_IMAGES, size=size).images)
+    dataset = next(d for d in list_datasets(datasets_dir()) if f"data:{d.folder}" == source)
+    return sample_dataset(dataset, EXAMPLE_IMAGES).images
 
 
 # ------------------------------------------------------------------------------ the job
@@ -180,25 +89,6 @@ def _start(request, folder) -> None:
     where = "classes" if request.layer == OUTPUT else f"filters of {request.layer}"
     again(request.key, layer_work(request, folder),
           title=f"Activation maximisation, {len(request.units)} {where}")
-
-
-def _status_line(job, result, total: int, noun: str) -> str:
-    done = len(result)
-    if job is None:
-        return (f"All {total} {noun} come from the cache." if done == total
-                else f"{done} of {total} {noun} are in the cache. Press Start to compute "
-                     f"{'the rest' if done else 'them'}.")
-    if job.status == QUEUED:
-        return status_text(job)
-    if job.alive:
-        stage = f" · {job.text}" if job.text else ""
-        return f"Computing: {done} of {total} {noun} done{stage}"
-    seconds = (job.ended or 0) - (job.started or 0)
-    if job.status == FINISHED:
-        return f"Done: {done} of {total} {noun} in {seconds:.0f} s."
-    if job.status == CANCELLED:
-        return f"Stopped: {done} of {total} {noun} done (kept in the cache)."
-    return f"Failed after {done} of {total} {noun}."
 
 
 def _grid(request, folder, labels: list[str], noun: str, key: str, polling: bool) -> None:
@@ -210,7 +100,8 @@ def _grid(request, folder, labels: list[str], noun: str, key: str, polling: bool
     result = actmax.cached(request, folder)
     total = len(request.units)
     fraction = job.fraction if job is not None and job.alive else len(result) / max(total, 1)
-    st.progress(min(1.0, fraction), text=_status_line(job, result, total, noun))
+    st.progress(min(1.0, fraction), text=status_text(job) if job is not None and
+                job.status == QUEUED else status_line(job, len(result), total, noun))
     if job is not None and job.status == FAILED:
         st.error(md_escape(job.error or "The computation failed."), icon=":material/error:")
     if not len(result):
@@ -288,40 +179,30 @@ def _details(model, result, labels: list[str], key: str, layer: str | None, sele
         _examples(model, layer, unit, selection)
 
 
-def _example_sources(selection) -> dict[str, str]:
-    sources = {"selected": f"The {len(selection.images)} images chosen in the sidebar",
-               "shapes": f"{EXAMPLE_IMAGES} generated shape images"}
-    for dataset in list_datasets(datasets_dir()):
-        sources[f"data:{dataset.folder}"] = f"Data set: {dataset.name}"
-    return sources
-
-
 def _examples(model, layer: str, unit: int, selection) -> None:
     st.markdown("**Real images that excite it most**")
-    sources = _example_sources(selection)
+    datasets = {f"data:{d.folder}": d for d in list_datasets(datasets_dir())}
+    sources = {"selected": f"The {len(selection.images)} images chosen in the sidebar",
+               "shapes": f"{EXAMPLE_IMAGES} generated shape images"}
+    sources |= {source: f"Data set: {d.name}" for source, d in datasets.items()}
     if st.session_state.get("am_source") not in sources:
         st.session_state["am_source"] = "selected" if selection.images else "shapes"
     source = st.radio("Examples from", list(sources), format_func=lambda s: md_escape(sources[s]),
                       horizontal=True, **state.durable("am_source", "selected"))
-    if source == "selected":
-        images = selection.arrays
-        source_key = "selected:" + ",".join(i for i, _, _ in selection.images)
-    elif source == "shapes":
-        images = list(_shapes(max(model.input_size)))
-        source_key = "shapes"
-    else:
-        folder = source.removeprefix("data:")
-        dataset = next(d for d in list_datasets(datasets_dir()) if str(d.folder) == folder)
-        images = _dataset_images(folder, dataset.key)
-        source_key = f"data:{dataset.key}"
-    if not images:
+    if source == "selected" and not selection.images:
         st.info("Choose images in the sidebar, or another source.")
         return
     with shown_errors("Finding the top examples failed: "):
+        if source == "selected":
+            images, source_key = selection.arrays, "selected:" + ",".join(
+                i for i, _, _ in selection.images)
+        else:
+            version = datasets[source].key if source in datasets else ""
+            images = _sample(source, version, max(model.input_size))
+            source_key = f"{source}:{version}"
         responses = _responses(model, model.key, layer, source_key, images)
         examples = top_examples(model, responses, images, unit, k=TOP_K)
-        cols = st.columns(len(examples))
-        for col, example in zip(cols, examples):
+        for col, example in zip(st.columns(len(examples)), examples):
             col.image(fig.example_with_box(model.prepare([images[example.index]])[0]
                                            .round().astype(np.uint8), example.box),
                       caption=f"activation {example.activation:.3g}", output_format="PNG")
@@ -337,14 +218,12 @@ def _examples(model, layer: str, unit: int, selection) -> None:
 # ------------------------------------------------------------------------------ the views
 def _layer_view(model, selection) -> None:
     layers = model.conv_layers
-    layer_key = f"am_layer:{model.key}"
-    state.linked(layer_key, "layer", layers, layers[0])
-    layer = st.selectbox("Layer", layers, **state.durable(layer_key, layers[0]),
-                         help="The convolution layers of the model, first to last.")
+    layer = linked_choice("Layer", f"am_layer:{model.key}", "layer", layers, layers[0],
+                          help="The convolution layers of the model, first to last.")
     n = actmax.unit_count(model, layer)
     labels = [f"filter {u}" for u in range(n)]
-    units = _pick_units(n, "layer")
-    options = _settings(model, objective_choice=True)
+    units = pick_units(n, "layer")
+    options = settings_form(model, objective_choice=True)
     if not units:
         st.info("Choose at least one filter.")
         return
@@ -359,9 +238,9 @@ def _class_view(model, selection) -> None:
     names = model.class_names
     st.caption(md_escape(f"The model's {len(names)} classes. Each picture maximises the class "
                          "score before the softmax (on a copy of the output layer)."))
-    units = _pick_units(len(names), "class", names,
-                        "range" if len(names) > DEFAULT_MAX_CLASSES else "all")
-    options = _settings(model, objective_choice=False)
+    units = pick_units(len(names), "class", names,
+                       "range" if len(names) > DEFAULT_MAX_CLASSES else "all")
+    options = settings_form(model, objective_choice=False)
     if not units:
         st.info("Choose at least one class.")
         return
@@ -379,29 +258,22 @@ def _dream_view(model, selection) -> None:
         return
     labels = {i: label for i, label, _ in selection.images}
     images = {i: image for i, _, image in selection.images}
-    ids = list(labels)
-    state.linked("am_dream_image", "image", ids, ids[0])
     c1, c2 = st.columns(2)
-    image_id = c1.selectbox("Image", ids, format_func=lambda i: labels[i],
-                            **state.durable("am_dream_image", ids[0]))
+    image_id = image_choice(selection, "am_dream_image", linked=True, container=c1)
     layers = model.conv_layers
-    layer_key = f"am_dream_layer:{model.key}"
-    state.linked(layer_key, "layer", layers, layers[len(layers) // 2])
-    layer = c2.selectbox("Layer to amplify", layers, **state.durable(layer_key, layers[0]))
+    layer = linked_choice("Layer to amplify", f"am_dream_layer:{model.key}", "layer", layers,
+                          layers[len(layers) // 2], container=c2)
     with presenter.technical("am_dream_settings"):
         c1, c2, c3 = st.columns(3)
-        octaves = c1.slider("Octaves", 1, 6, **state.durable("am_octaves", 3),
-                            help="How many image sizes, each 1.4 times the last.")
-        steps = c2.slider("Steps per octave", 1, 100, **state.durable("am_dream_steps", 20))
+        octaves = c1.slider("Octaves", 1, 6, **state.durable("am_octaves", DREAM.octaves),
+                            help=f"How many image sizes, each {DREAM.octave_scale} times the last.")
+        steps = c2.slider("Steps per octave", 1, 100,
+                          **state.durable("am_dream_steps", DREAM.steps))
         step_size = c3.slider("Step size", 0.005, 0.1, step=0.005, format="%.3f",
-                              **state.durable("am_dream_step", 0.02))
+                              **state.durable("am_dream_step", DREAM.step_size))
     key = (model.key, image_id, layer, octaves, steps, step_size)
     if st.button("Dream", type="primary", icon=":material/auto_awesome:", key="am_dream"):
-        bar = st.progress(0.0, text="Starting...")
-
-        def shown(done: float, total: float, stage: str) -> None:
-            bar.progress(min(1.0, done / total), text=stage)
-
+        bar, shown = progress_bar(first="Starting...")
         with shown_errors("DeepDream failed: "):
             dreamed = actmax.deep_dream(model, images[image_id], layer, octaves=octaves,
                                         steps=steps, step_size=step_size, callback=shown)
@@ -426,9 +298,8 @@ model = selection.model
 if model is None:
     st.stop()
 
-state.linked("am_view", "view", VIEWS, "layer")
-view = st.radio("Show", list(VIEWS), format_func=VIEWS.get, horizontal=True,
-                **state.durable("am_view", "layer"), label_visibility="collapsed")
+view = linked_choice("Show", "am_view", "view", VIEWS, "layer", widget="radio",
+                     format_func=VIEWS.get, horizontal=True, label_visibility="collapsed")
 if view == "class":
     _class_view(model, selection)
 elif view == "dream":

@@ -1,11 +1,9 @@
 """Model: the architecture as a table, its totals and a diagram of the layer stack."""
 
-import csv
-import io
-
 import streamlit as st
 
 from engine.models.architecture import layer_table, model_totals
+from engine.models.summary import layer_records, records_csv, totals_metrics
 from ui.errors import shown_errors
 from ui.figures import layer_stack, shape_profile
 from ui import presenter
@@ -30,14 +28,8 @@ if model is None:
 
 with shown_errors("Reading the architecture failed: "):
     rows = layer_table(model.keras_model)
-    totals = model_totals(model.keras_model)
-    cols = st.columns(5)
-    cols[0].metric("Parameters", f"{totals.params:,}")
-    cols[1].metric("Trainable", f"{totals.trainable_params:,}")
-    cols[2].metric("Size", f"{totals.size_mb:.1f} MB")
-    cols[3].metric("FLOPs per image", f"{totals.flops / 1e9:.2f} G" if totals.flops >= 1e8
-                   else f"{totals.flops / 1e6:.1f} M")
-    cols[4].metric("Layers", f"{totals.n_layers}")
+    for col, (label, value) in zip(st.columns(5), totals_metrics(model_totals(model.keras_model))):
+        col.metric(label, value)
     st.caption(f"Input {model.input_size[0]}x{model.input_size[1]} RGB, preprocessing "
                f"'{model.preprocessing}', {model.n_classes} classes.")
 
@@ -49,23 +41,9 @@ with shown_errors("Reading the architecture failed: "):
         st.subheader("Every layer")
         show_all = st.toggle("Show every layer (not only convolution, pooling and dense layers)",
                              value=True)
-        table = [{
-            "layer": ("    " * r.depth) + r.name,
-            "type": r.type,
-            "output shape": " x ".join("?" if v is None else str(v) for v in r.output_shape),
-            "parameters": r.params,
-            "trainable": r.trainable,
-            "receptive field": r.rf_size,
-            "RF stride": r.rf_stride,
-            "FLOPs": r.flops,
-        } for r in rows if show_all or r.rf_size is not None
-            and r.type.endswith(("Conv2D", "Pooling2D")) or r.type == "Dense"]
+        table = layer_records(rows, show_all)
         st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 600),
                      column_config={"parameters": st.column_config.NumberColumn(format="localized"),
                                     "FLOPs": st.column_config.NumberColumn(format="localized")})
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(table[0]) if table else ["layer"])
-        writer.writeheader()
-        writer.writerows(table)
-        st.download_button("Download the table (CSV)", out.getvalue(), f"{model.name}_layers.csv",
-                           "text/csv", icon=":material/download:")
+        st.download_button("Download the table (CSV)", records_csv(table),
+                           f"{model.name}_layers.csv", "text/csv", icon=":material/download:")

@@ -18,7 +18,7 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from engine.errors import BusyError
-from engine.jobs import CANCELLED, COMPUTE, FAILED, QUEUED, Job, JobQueue
+from engine.jobs import CANCELLED, COMPUTE, FAILED, FINISHED, QUEUED, Job, JobQueue
 from engine.training import max_runs
 from ui.text import md_escape
 
@@ -83,6 +83,24 @@ def again(key: Hashable, work: Callable[[Job], Any], *, title: str, **options) -
     except BusyError as exc:
         st.warning(md_escape(str(exc)), icon=":material/hourglass_top:")
         return None
+
+
+def queued_result(key: Hashable, work: Callable[[Job], Any], *, title: str, follow_key: str,
+                  again_key: str, again_label: str = "Compute again") -> Any:
+    """The result of the job computing ``key`` (``job_for``: submitted when missing), or
+    ``None`` while it waits or runs (``follow`` shows where it stands) and after it failed or
+    was cancelled (``ended_message`` says so, beside a button that submits it again)."""
+    job = job_for(key, work, title=title)
+    if job is None or job.status == FINISHED:
+        return None if job is None else job.result
+    if job.alive:
+        follow(job, follow_key)
+        return None
+    ended_message(job)
+    if st.button(again_label, key=again_key, icon=":material/replay:"):
+        again(key, work, title=title)
+        st.rerun()
+    return None
 
 
 def status_text(job: Job) -> str:

@@ -3,22 +3,21 @@ chart overlays their curves and a table compares them (``engine.training.lesson`
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
 from engine.data import NOVEL_SMALL_TRAIN_PER_CLASS, export_small_novel
 from engine.jobs import TRAINING
-from engine.training import max_runs
 from engine.training.lesson import (STEPS, TITLE, LessonConfig, lesson_curves, lesson_rows,
                                     lesson_work, list_lessons, start_lesson)
 from engine.training.runs import ACTIVE_STATES
+from engine.training.views import lesson_progress, lesson_table
 from ui import presenter
 from ui import train_figures as figures
 from ui.errors import shown_errors
 from ui.jobs import again, job_queue
 from ui.text import md_escape
+from ui.train_settings import run_limit
 
 #: the Tour links here (``st.page_link(..., query_params)`` cannot carry an anchor)
 ANCHOR = "small-data-lesson"
@@ -57,7 +56,7 @@ def lesson_section(data_dir, runs_dir) -> None:
 
 
 def _submit(lesson_id: str, runs_dir) -> None:
-    limit = int(st.session_state.get("train_limit") or max_runs())
+    limit = run_limit()
 
     def work(job):
         return lesson_work(lesson_id, runs_dir, limit,
@@ -91,13 +90,12 @@ def _results(lesson_id: str, runs_dir) -> None:
     with shown_errors("The experiment could not be shown: "):
         lesson = next(x for x in list_lessons(runs_dir) if x.lesson_id == lesson_id)
         rows = lesson_rows(lesson, runs_dir)
-        done = sum(r.state not in ACTIVE_STATES and r.state != "waiting" for r in rows)
-        st.progress(done / len(rows), text=f"{done} of {len(rows)} runs ended · "
-                    + " · ".join(f"{r.label}: {r.state}" for r in rows))
+        fraction, text = lesson_progress(rows)
+        st.progress(fraction, text=text)
         named = lesson_curves(lesson, runs_dir)
         if named:
             presenter.chart(figures.comparison_figure(named), key=f"lesson_curves_{lesson_id}")
-        table = _table(rows)
+        table = pd.DataFrame(lesson_table(rows))
         st.dataframe(table, hide_index=True, width="stretch", column_config={
             "Best validation accuracy": st.column_config.NumberColumn(format="percent"),
             "Test accuracy": st.column_config.NumberColumn(format="percent"),
@@ -119,19 +117,6 @@ def _live(lesson_id: str, runs_dir) -> None:
                   on_click=job_queue().cancel, args=(job,))
     elif not any(r.state in ACTIVE_STATES for r in rows):
         st.rerun()  # it ended: draw the page with the after-experiment view
-
-
-def _table(rows) -> pd.DataFrame:
-    def value(x):
-        return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-    return pd.DataFrame([{
-        "Run": r.label, "State": r.state, "Epochs": r.epochs_done,
-        "Best validation accuracy": value(r.best_val_accuracy),
-        "Test accuracy": value(r.test_accuracy),
-        "Train-validation gap": value(r.gap), "In plain words": r.verdict,
-        "Time": f"{r.seconds / 60:.1f} min" if r.seconds else "",
-        "Run id": r.run_id or ""} for r in rows])
 
 
 __all__ = ["ANCHOR", "STEPS", "lesson_section"]

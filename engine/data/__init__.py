@@ -3,6 +3,7 @@ never saw); importing image data sets (zip, folder), their sanity report and str
 tf.data."""
 
 from engine.data.dataset import (
+    DEMO_SET_SIZE,
     NOVEL_SMALL_SEED,
     NOVEL_SMALL_TEST_PER_CLASS,
     NOVEL_SMALL_TRAIN_PER_CLASS,
@@ -52,6 +53,7 @@ __all__ = [
     "make_shapes",
     "write_sample_images",
     # data sets on disk
+    "DEMO_SET_SIZE",
     "Augmentation",
     "MIRRORS",
     "NOVEL_SMALL_SEED",

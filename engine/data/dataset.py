@@ -315,7 +315,14 @@ def import_folder(path: str | os.PathLike, dest: str | os.PathLike | None = None
         raise
 
 
-def export_demo(dest: str | os.PathLike, n: int = 600, *, size: int = 64, seed: int = 0,
+#: the demo data set made when nothing else is asked, on the Data set and Train pages alike:
+#: the smallest the scratch CNN learns from with the default settings (10 epochs at 64 px:
+#: about 96 % on its test split in a few minutes on two CPU cores; 600 images stay near
+#: chance, about 78 % held-out errors where chance makes 83 %)
+DEMO_SET_SIZE = 3000
+
+
+def export_demo(dest: str | os.PathLike, n: int = DEMO_SET_SIZE, *, size: int = 64, seed: int = 0,
                 fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                 callback: Progress | None = None, mirrors: bool = False, family: str = "demo",
                 per_class: tuple[int, int, int] | None = None) -> Dataset:

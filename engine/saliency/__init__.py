@@ -14,7 +14,8 @@ Where things live:
 - ``occlusion.py``: occlusion sensitivity;
 - ``graph.py``: the one-graph forward pass (nested models, logits) and the default CAM layer;
 - ``targets.py``: what to explain; ``metrics.py``: faithfulness and localisation scores;
-- ``sanity.py``: the model randomisation check; ``dataset.py``: maps over a data set.
+- ``sanity.py``: the model randomisation check; ``dataset.py``: maps over a data set;
+- ``compare.py``: every method on one image; ``verdicts.py``: what the numbers conclude.
 """
 
 from __future__ import annotations

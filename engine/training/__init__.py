@@ -12,8 +12,10 @@ folder ``<runs_dir>/<run_id>/``, so it outlives whoever started it; ``runs_dir``
 ``$CNN_EXPLORER_RUNS``.
 
 Where things live: ``config.py`` (the settings), ``build.py`` (the model of each mode),
-``data.py`` (splits and the input pipeline), ``callbacks.py`` (the one callback: live metrics,
-divergence, stop, checkpoints, timeline), ``run.py`` (the training function and strategies),
+``data.py`` (splits and the input pipelines, from disk or memory), ``loop.py`` (the one loop
+every network trains through: runs, the Tour's ``quick.py`` and the demo model),
+``callbacks.py`` (the one callback: live metrics, divergence, stop, checkpoints, timeline),
+``run.py`` (the training function and strategies),
 ``runs.py`` (run folders, processes, status), ``metrics.py`` (reading the live log, curves,
 progress), ``timeline.py``, ``evaluate.py``, ``loading.py`` (trained models for the explorer),
 ``__main__.py`` (the command line).

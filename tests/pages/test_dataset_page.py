@@ -59,13 +59,13 @@ def test_demo_button_creates_the_data_set_and_its_report(app, app_home):
     stored = list_datasets(app_home / "datasets")
     assert len(stored) == 1 and stored[0].source == "demo"
     metrics = _metrics(at)
-    assert metrics["Images"] == "600" and metrics["Classes"] == "6"
+    assert metrics["Images"] == "3,000" and metrics["Classes"] == "6"
     assert metrics["Splits"] == "3"
-    assert "train 420 · validation 90 · test 90" in " ".join(_texts(at, "caption"))
+    assert "train 2,100 · validation 450 · test 450" in " ".join(_texts(at, "caption"))
     assert metrics["Leaks across splits"] == "0"
     counts = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["name"] for t in counts["data"]] == ["train", "validation", "test"]
-    assert sum(sum(t["y"]) for t in counts["data"]) == 600
+    assert sum(sum(t["y"]) for t in counts["data"]) == 3000
     assert (app_home / "datasets" / stored[0].id / "report" / "report.json").is_file()
 
 

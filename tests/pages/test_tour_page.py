@@ -70,6 +70,19 @@ def test_next_and_previous_move_and_the_step_survives_a_page_switch(app):
     assert _headers(at) == ["2. One convolution"]
 
 
+def _every_step(at):
+    """Open the Tour and walk its steps but the last, each clean and headed by its own title;
+    yields (number, title, the info boxes' texts) before going on to the next step."""
+    at.switch_page("pages/tour.py").run()
+    for number, title in enumerate(STEPS[:-1], start=1):
+        if number == 6:
+            _wait_for_job(at)
+        assert_clean(at, title)
+        assert _headers(at) == [f"{number}. {title}"]
+        yield number, title, [i.value for i in at.info]
+        at.button(key="tour_next_top").click().run()
+
+
 def _hand_convolution(row: int, col: int, kernel_index: int) -> float:
     """The first layer's output by hand: the 3x3 patch of the star image (divided by 255,
     zero outside the image: padding "same") times the kernel, plus the bias, then ReLU."""
@@ -231,19 +244,12 @@ def test_a_step_the_model_cannot_show_says_why_and_the_others_work(app, tmp_path
     model.save(path)
     at = app(model="own", path=str(path), prep="unit")
     at.run()
-    at.switch_page("pages/tour.py").run()
-    for number, title in enumerate(STEPS[:-1], start=1):
-        if number == 6:
-            _wait_for_job(at)
-        assert_clean(at, title)
-        assert _headers(at) == [f"{number}. {title}"]
-        reasons = [i.value for i in at.info]
+    for number, title, reasons in _every_step(at):
         if number == 2:  # a separable convolution has no single kernel per colour to spell out
             assert len(reasons) == 1
             assert "does not start with a plain convolution layer" in reasons[0]
         else:
             assert not reasons, (title, reasons)
-        at.button(key="tour_next_top").click().run()
 
 
 @pytest.mark.slow
@@ -251,11 +257,5 @@ def test_every_step_renders_on_an_imagenet_model(app, mobilenet_weights):
     at = app(model="mobilenet_0.25")
     at.session_state["weights_path_mobilenet_0.25"] = str(mobilenet_weights)
     at.run()
-    at.switch_page("pages/tour.py").run()
-    for number, title in enumerate(STEPS[:-1], start=1):
-        if number == 6:
-            _wait_for_job(at)
-        assert_clean(at, title)
-        assert not at.info, (title, [i.value for i in at.info])
-        assert _headers(at) == [f"{number}. {title}"]
-        at.button(key="tour_next_top").click().run()
+    for _, title, reasons in _every_step(at):
+        assert not reasons, (title, reasons)
