@@ -40,6 +40,7 @@ from PIL import Image
 from engine.errors import InvalidDatasetError, InvalidImageError
 from engine.images import MAX_BYTES, load_image
 from engine.progress import Progress, report_each_percent
+from engine.records import stored_records
 
 MANIFEST = "dataset.json"
 IMAGES = "images"
@@ -487,18 +488,8 @@ def open_dataset(folder: str | os.PathLike) -> Dataset:
 def list_datasets(dest: str | os.PathLike) -> list[Dataset]:
     """Every data set stored under the data folder ``dest``, newest first (damaged ones are
     left out)."""
-    dest = Path(dest)
-    if not dest.is_dir():
-        return []
-    out = []
-    for folder in dest.iterdir():
-        if folder.name.startswith(".") or not (folder / MANIFEST).is_file():
-            continue
-        try:
-            out.append(open_dataset(folder))
-        except InvalidDatasetError:
-            continue
-    return sorted(out, key=lambda d: (-d.created, d.id))
+    return stored_records(Path(dest), MANIFEST, open_dataset, InvalidDatasetError,
+                          key=lambda d: (-d.created, d.id))
 
 
 def delete_dataset(dataset: Dataset) -> None:

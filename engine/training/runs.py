@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import TrainingError
+from engine.records import stored_records
 from engine.training.config import CONFIG_FILE, RunConfig, load_config, save_config
 
 RUNS_ENV = "CNN_EXPLORER_RUNS"
@@ -194,16 +195,8 @@ def write_status(run_dir: str | os.PathLike, **updates) -> dict:
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[RunStatus]:
     """Every run in the runs folder, newest first."""
-    root = resolve_runs_dir(runs_dir)
-    out = []
-    for folder in root.iterdir():
-        if folder.name.startswith(".") or not (folder / STATUS_FILE).is_file():
-            continue
-        try:
-            out.append(read_status(folder))
-        except TrainingError:
-            continue
-    return sorted(out, key=lambda s: (-s.created, s.run_id))
+    return stored_records(resolve_runs_dir(runs_dir), STATUS_FILE, read_status, TrainingError,
+                          key=lambda s: (-s.created, s.run_id))
 
 
 def run_dir_of(run_id: str, runs_dir: str | os.PathLike | None = None) -> Path:
