@@ -17,6 +17,7 @@ import streamlit as st
 from engine.errors import CNNExplorerError
 from engine.saliency import METHODS, default_cam_layer, spatial_layer_paths
 from engine.saliency.compare import ComparedMap
+from engine.saliency.occlusion import default_patch, default_stride
 from engine.saliency.gradients import IntegratedGradients
 from engine.saliency.occlusion import FILLS
 from engine.saliency.verdicts import COMPLETENESS_TOLERANCE, steps_too_few
@@ -119,12 +120,12 @@ def method_options(model, method: str) -> dict:
 
 
 def _occlusion_options(side: int, default: dict) -> dict:
-    # The patch and stride the method picks by itself (an eighth of the side, half a patch).
+    # The patch and stride the method picks by itself.
     left, mid, right = st.columns(3)
     patch = left.slider("Patch (pixels at the model input)", 2, max(2, side // 2),
-                        **state.durable(f"sal_patch:{side}", max(2, side // 8)))
+                        **state.durable(f"sal_patch:{side}", default_patch(side)))
     stride = mid.slider("Stride", 1, max(1, side // 4),
-                        **state.durable(f"sal_stride:{side}", max(1, side // 16)))
+                        **state.durable(f"sal_stride:{side}", default_stride(default_patch(side))))
     fill = right.selectbox("Cover with", list(FILLS), **state.durable("sal_fill", default["fill"]))
     return {"patch": patch, "stride": stride, "fill": fill}
 

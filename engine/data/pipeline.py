@@ -24,6 +24,11 @@ from engine.images import load_image
 AUGMENT_FILE = "augment.json"
 
 
+#: the largest value of each numeric augmentation setting (the Data set page's sliders end here)
+AUGMENT_LIMITS = {"rotation": 180.0, "shear": 1.0, "zoom": 0.9, "translation": 1.0,
+                  "brightness": 1.0, "contrast": 1.0}
+
+
 @dataclass(frozen=True)
 class Augmentation:
     """Classic image augmentation settings (0 / False switches one off).
@@ -53,11 +58,8 @@ class Augmentation:
     brightness: float = 0.0
     contrast: float = 0.0
 
-    _LIMITS = {"rotation": 180.0, "shear": 1.0, "zoom": 0.9, "translation": 1.0,
-               "brightness": 1.0, "contrast": 1.0}
-
     def __post_init__(self):
-        for name, top in self._LIMITS.items():
+        for name, top in AUGMENT_LIMITS.items():
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value)
                     and 0 <= value <= top):

@@ -16,9 +16,10 @@ import numpy as np
 
 from engine.cache import BoundedCache
 from engine.data.dataset import Dataset, export_demo
-from engine.data.pipeline import Augmentation
+from engine.data.pipeline import AUGMENT_LIMITS, Augmentation  # noqa: F401 (the page's sliders)
 from engine.data.report import SCOPES, TINY_SIDE, DatasetReport, DuplicatePair, inspect, load_report
-from engine.images import load_image, resize_image
+from engine.images import load_image
+from engine.render import fit_to_side
 
 #: demo data set sizes and sides the Data set page offers; it starts at ``export_demo``'s own
 #: (a set that is quick to draw and to report on; the Train page suggests more to train on)
@@ -27,8 +28,6 @@ DEMO_SIDES = (32, 64, 96, 128)
 _EXPORT = signature(export_demo).parameters
 DEMO_DEFAULT_SIZE = _EXPORT["n"].default
 DEMO_DEFAULT_SIDE = _EXPORT["size"].default
-#: the largest value of each augmentation setting (where its slider ends)
-AUGMENT_LIMITS = dict(Augmentation._LIMITS)
 #: duplicate pair scope -> its tab title
 SCOPE_TITLES = {"across splits": "Across splits (leakage)",
                 "across classes": "Across classes (conflicting labels)",
@@ -72,12 +71,7 @@ def thumbnail(path: str | Path, side: int) -> np.ndarray:
     Raises:
         InvalidImageError: the file cannot be read as an image.
     """
-    image = load_image(path)
-    h, w = image.shape[:2]
-    scale = side / max(h, w)
-    if scale < 1:
-        image = resize_image(image, (max(1, round(h * scale)), max(1, round(w * scale))))
-    return image
+    return fit_to_side(load_image(path), side, enlarge=False)
 
 
 # -------------------------------------------------------------------------------- reports

@@ -14,6 +14,16 @@ from engine.saliency.graph import as_numpy, batches
 FILLS = ("gray", "black", "mean", "blur")
 
 
+def default_patch(side: int) -> int:
+    """The patch side occlusion picks by itself for a model input of ``side`` pixels: an eighth."""
+    return max(2, side // 8)
+
+
+def default_stride(patch: int) -> int:
+    """The step occlusion picks by itself for a ``patch``: half a patch."""
+    return max(1, patch // 2)
+
+
 class Occlusion(SaliencyMethod):
     """The drop of the class probability when a patch is covered, averaged over every patch
     covering a pixel; rises of the probability count as 0.
@@ -34,8 +44,8 @@ class Occlusion(SaliencyMethod):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         side = min(self.model.input_size)
-        self.patch = int(self.settings["patch"] or max(2, side // 8))
-        self.stride = int(self.settings["stride"] or max(1, self.patch // 2))
+        self.patch = int(self.settings["patch"] or default_patch(side))
+        self.stride = int(self.settings["stride"] or default_stride(self.patch))
         if not 1 <= self.patch <= side or self.stride < 1:
             raise ValueError(f"patch must be in [1, {side}] and stride >= 1, got "
                              f"{self.patch} and {self.stride}.")
