@@ -135,3 +135,12 @@ def _out_and_pad(size: int, kernel: int, stride: int, dilation: int, padding: st
     out = -(-size // stride)
     total = max((out - 1) * stride + span - size, 0)
     return out, total // 2
+
+
+def channel_colours(n_channels: int, preprocessing: str) -> list[str]:
+    """The colour of each input channel of a network's first layer: ``["grey"]`` for one
+    channel, blue-green-red after Caffe preprocessing (it swaps red and blue), else
+    red-green-blue."""
+    if n_channels == 1:
+        return ["grey"]
+    return ["blue", "green", "red"] if preprocessing == "caffe" else ["red", "green", "blue"]

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from engine import features
-from engine.conv_arithmetic import ConvArithmetic, explainable
+from engine.conv_arithmetic import ConvArithmetic, channel_colours, explainable
 from engine.models.explorable import ExplorableModel
 from engine.models.layers import find_layer
 
@@ -147,9 +147,7 @@ def input_channel_names(model: ExplorableModel, layer: str,
     ``"input channel 5"`` elsewhere."""
     colours = [""] * channels
     if layer == first_conv(layers) and channels == 3:
-        order = ("blue", "green", "red") if model.preprocessing == "caffe" else (
-            "red", "green", "blue")
-        colours = [f" ({c})" for c in order]
+        colours = [f" ({c})" for c in channel_colours(channels, model.preprocessing)]
     return [f"input channel {c}{colours[c]}" for c in range(channels)]
 
 

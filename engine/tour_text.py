@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.conv_arithmetic import ConvArithmetic
+from engine.conv_arithmetic import ConvArithmetic, channel_colours  # noqa: F401 (the Tour uses it)
 from engine.training.quick import BatchPoint, EpochPoint, QuickFitConfig, QuickFitResult
 
 #: what a network does to the 0-255 numbers before its first layer, in plain words
@@ -30,15 +30,6 @@ PREPROCESSING = {
 def preprocessing_words(mode: str) -> str:
     """What preprocessing ``mode`` does to the numbers, in plain words."""
     return PREPROCESSING.get(mode, "rescales them")
-
-
-def channel_colours(n_channels: int, preprocessing: str) -> list[str]:
-    """The colour of each input channel of a network's first layer: ``["grey"]`` for one
-    channel, blue-green-red after Caffe preprocessing (it swaps red and blue), else
-    red-green-blue."""
-    if n_channels == 1:
-        return ["grey"]
-    return ["blue", "green", "red"] if preprocessing == "caffe" else ["red", "green", "blue"]
 
 
 def window_box(arith: ConvArithmetic, height: int, width: int) -> tuple[int, int, int, int]:
