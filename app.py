@@ -11,13 +11,12 @@ import io
 import streamlit as st
 
 from engine.predictions import cached_predict
-from ui import presenter
-from ui.figures import top_k_bars
 from ui.page import page
 from ui.report import report_section
 from ui.errors import shown_errors
 from ui.sidebar import PAGES
 from ui.text import md_escape
+from ui.widgets import top_k_rows
 
 EXPLAINER = """
 A **convolutional neural network** (CNN) looks at an image as a grid of numbers: three numbers
@@ -59,8 +58,7 @@ else:
                     st.image(image, caption=label, width="stretch")
                     name, p = top[0]
                     st.markdown(f"**{md_escape(name)}** · {p:.1%}")
-                    presenter.chart(top_k_bars(top), key=f"topk_{start}_{label}",
-                                    config={"displayModeBar": False})
+                    top_k_rows(top)
         table = io.StringIO()
         writer = csv.writer(table)
         writer.writerow(["image", "rank", "class", "probability"])

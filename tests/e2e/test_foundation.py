@@ -39,10 +39,10 @@ def test_upload_predict_then_model_page(page, server, tmp_path):
     expect(page.get_by_text("red <b>square<i>.png").first).to_be_visible(timeout=LOAD)
     assert page.locator("[data-testid=stMain] b").count() == 0
     _idle(page)
-    # Three default images plus the upload, each with its top-5 chart.
+    # Three default images plus the upload, each with its top-5 bars.
     page.wait_for_function(
-        "() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot')"
-        ".length >= 4", timeout=LOAD)
+        "() => document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stProgress\"]')"
+        ".length >= 4 * 5", timeout=LOAD)
     screenshot(page, "home_predict")
 
     # By address, not text: the link text holds icon names ("model_training" contains "Model").

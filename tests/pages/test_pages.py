@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from engine.models import load_model
 from engine.models.catalogue import CATALOGUE
 from engine.models.architecture import layer_table
@@ -21,13 +19,14 @@ def test_home_predicts_every_chosen_image_with_the_demo_model(app):
     assert at.sidebar.selectbox(key="_w_model").value == "demo"
     images = at.sidebar.multiselect(key="_w_images").value
     assert len(images) >= 1
-    charts = at.get("plotly_chart")
-    assert len(charts) == len(images)
-    # The bar chart holds the model's own top-5, most likely on top.
+    bars = at.get("progress")
+    assert len(bars) == 5 * len(images)
+    # Each image's bars are the model's own top-5, most likely first.
     model = load_model("demo")
-    spec = json.loads(charts[0].proto.spec)
-    names = spec["data"][0]["y"][::-1]
-    assert len(names) == 5 and set(names) <= set(model.class_names)
+    names = [bar.proto.text.split(" · ")[0] for bar in bars[:5]]
+    values = [bar.proto.value for bar in bars[:5]]
+    assert len(set(names)) == 5 and set(names) <= set(model.class_names)
+    assert values == sorted(values, reverse=True)
     assert "What am I looking at?" in [e.label for e in at.expander]
 
 
@@ -47,7 +46,7 @@ def test_offline_imagenet_model_explains_which_file_to_put_where(app):
     errors = " ".join(_texts(at, "error"))
     assert "vgg16\\_weights\\_tf\\_dim\\_ordering\\_tf\\_kernels" in errors
     assert ".keras" in errors and "models" in errors
-    assert not at.get("plotly_chart")
+    assert not at.get("progress")
 
 
 def test_url_restores_model_and_images(app):
@@ -88,7 +87,7 @@ def test_own_model_file_by_path(app, tiny_cnn, tmp_path):
     at.sidebar.text_input(key="_w_model_path").input(str(path)).run()
     assert_clean(at)
     assert any(md_escape("mine.keras") in c for c in _texts(at.sidebar, "caption"))
-    assert len(at.get("plotly_chart")) >= 1
+    assert len(at.get("progress")) >= 1
 
 
 def test_broken_own_model_is_refused_on_the_page(app, tmp_path):
