@@ -14,6 +14,9 @@ failed, a Streamlit exception box, a JavaScript error. An image name typed into 
 the page was rerunning can be dropped by the browser; it is typed again (counted in
 ``image_picks_typed_again``, its time included in the step's).
 
+The floor: the same fresh-context load of a one-element Streamlit page (``FLOOR_APP``, its own
+server), what no Streamlit app can beat on this machine; ``home_over_floor`` is the ratio.
+
 It compares N concurrent sessions with one session alone on the same server (the ratio of the
 p50 and p95 times), and the server's peak memory (VmHWM of the server and its children) after
 one session with the peak after N sessions; the goal is peak(N) <= 1.5 x peak(1) + 50 MB x N,
@@ -31,14 +34,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
-from tests.e2e.conftest import ARGS, CHROMIUM, run_streamlit  # noqa: E402
+from tests.e2e.conftest import ARGS, CHROMIUM, _free_port, run_streamlit  # noqa: E402
 
 STEPS = ("home", "pick_image", "saliency", "feature_maps", "switch_layer", "home_again")
 #: images a session adds (a different one per session, round robin)
@@ -72,6 +78,9 @@ GRID_JS = """() => {
 }"""
 MARK_GRID_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')
   .forEach(el => { if (el.data) el.data.__seen = true; })"""
+#: the floor: a Streamlit page with one element, loaded the same way
+FLOOR_APP = 'import streamlit as st\nst.progress(0.5, text="floor")\n'
+FLOOR_JS = """() => document.querySelectorAll('[data-testid="stProgress"]').length"""
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 PICK_TRIES, PICK_RETRY_MS = 3, 20_000
 #: where a failed step's screenshot goes ($CLASSROOM_SHOTS; none when unset)
@@ -219,6 +228,44 @@ async def one_session(browser, url: str, index: int, timeout_ms: int) -> dict:
     return {"session": index, "times": times, "errors": errors, "pick_retries": retries}
 
 
+@contextlib.contextmanager
+def floor_server(home: Path):
+    """A Streamlit server of ``FLOOR_APP`` on a free loopback port; yields its URL."""
+    (home / "floor").mkdir(parents=True, exist_ok=True)
+    (home / "floor" / "app.py").write_text(FLOOR_APP)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false"],
+        cwd=home / "floor", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def floor_times(browser, url: str, n: int, timeout_ms: int) -> list[float]:
+    """Seconds until ``FLOOR_APP``'s one element shows, in ``n`` fresh contexts."""
+    times = []
+    for _ in range(n):
+        context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = await context.new_page()
+        start = time.perf_counter()
+        await page.goto(url + "/", wait_until="commit")
+        await _at_least(page, FLOOR_JS, 1, timeout_ms)
+        times.append(time.perf_counter() - start)
+        await context.close()
+    return times
+
+
 async def run_sessions(browser, url: str, n: int, timeout_ms: int, first: int = 0) -> list:
     """``n`` sessions at once."""
     return await asyncio.gather(*(one_session(browser, url, first + i, timeout_ms)
@@ -278,6 +325,10 @@ async def classroom(url: str, pid: int, sessions: int = 30, baseline: int = 3,
         try:
             warm = await run_sessions(browser, url, 1, timeout_ms)
             memory_one = peak_memory_mb(pid)
+            with tempfile.TemporaryDirectory(prefix="floor-") as home, \
+                    floor_server(Path(home)) as floor_url:
+                await floor_times(browser, floor_url, 1, timeout_ms)  # its warm-up
+                floor = await floor_times(browser, floor_url, max(baseline, 3), timeout_ms)
             single = []
             for i in range(baseline):
                 single += await run_sessions(browser, url, 1, timeout_ms, first=1 + i)
@@ -295,6 +346,10 @@ async def classroom(url: str, pid: int, sessions: int = 30, baseline: int = 3,
         "errors": summarise(warm + single)["errors"] + concurrent["errors"],
         "goal_errors": 0,
         "single_session": one,
+        "streamlit_floor": {"p50_s": _round(_quantile(floor, 0.5)),
+                            "what": "a one-element Streamlit page in a fresh browser context"},
+        "home_over_floor_p50": _round(one["steps"]["home"]["p50_s"] / _quantile(floor, 0.5), 2)
+        if one["steps"]["home"]["p50_s"] else None,
         "warm_up_session": summarise(warm),
         "concurrent": concurrent,
         "concurrent_wall_s": round(wall, 1),
