@@ -253,7 +253,6 @@ class TileGrid:
     boxes: np.ndarray
 
 
-
 def tile_grid(tiles: Sequence[np.ndarray], columns: int, *, gap: int = 2,
               labels: Sequence[str] | None = None, label_height: int = 13,
               label_size: int = 10, label_colours: Sequence | None = None) -> TileGrid:

@@ -17,7 +17,8 @@ from engine.data import (NOVEL_CLASS_NAMES, NOVEL_SMALL_TEST_PER_CLASS,
                          import_folder, import_zip, load_augmentation, save_augmentation)
 from engine.data.report import SCOPES
 from engine.data.views import (AUGMENT_LIMITS, DEMO_DEFAULT_SIDE, DEMO_DEFAULT_SIZE,
-                               DEMO_SIDES, DEMO_SIZES, class_total, dataset_label, flagged_images, imbalance_text,
+                               DEMO_SIDES, DEMO_SIZES, class_total, dataset_label,
+                               flagged_images, imbalance_text,
                                pair_count, pair_rows, pair_title, report_metrics, scope_text,
                                scope_title, splits_text, thumbnail)
 from engine.errors import CNNExplorerError
@@ -295,4 +296,3 @@ def _augmentation_settings(ds) -> Augmentation:
     st.caption("Saved with this data set." if not settings.is_identity
                else "No augmentation: training sees the images as they are.")
     return settings
-

@@ -317,7 +317,8 @@ def position_figure(values: np.ndarray, row: int, col: int, colormap: str, low: 
     rows, cols = np.mgrid[r0:r0 + crop.shape[0], c0:c0 + crop.shape[1]]
     fig = go.Figure(go.Heatmap(z=crop, x=np.arange(c0, c0 + crop.shape[1]),
                                y=np.arange(r0, r0 + crop.shape[0]), zmin=low, zmax=high,
-                               colorscale=colour_stops(colormap), showscale=False, hoverinfo="skip"))
+                               colorscale=colour_stops(colormap), showscale=False,
+                               hoverinfo="skip"))
     fig.add_trace(go.Scatter(
         x=cols.ravel(), y=rows.ravel(), mode="markers", showlegend=False,
         customdata=np.stack([rows.ravel(), cols.ravel()], axis=1),

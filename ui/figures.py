@@ -77,7 +77,8 @@ def layer_stack(rows: list[LayerInfo]) -> go.Figure:
                       showlegend=False, xaxis=dict(visible=False),
                       yaxis=dict(visible=False, range=[-1.0, 0.55]),
                       title=dict(text="Box height = spatial size, box width = channels (log). "
-                                      "Blue: convolution, orange: pooling, green: dense, grey: flatten / global pooling",
+                                      "Blue: convolution, orange: pooling, green: dense, "
+                                      "grey: flatten / global pooling",
                                  font=dict(size=12)))
     return fig
 

@@ -36,7 +36,8 @@ def settings_form(model, objective_choice: bool) -> dict:
                          help="Fourier: the image's frequencies, scaled like natural images "
                               "(Olah et al., 2017). Pixels: every pixel directly.")
         c1, c2, c3, c4 = st.columns(4)
-        jitter = c1.slider("Random shift (pixels)", 0, 32, **state.durable("am_jitter", d["jitter"]))
+        jitter = c1.slider("Random shift (pixels)", 0, 32,
+                           **state.durable("am_jitter", d["jitter"]))
         scale = c2.slider("Random zoom (±)", 0.0, 0.5, step=0.05,
                           **state.durable("am_scale", d["scale"]))
         rotate = c3.slider("Random turn (± degrees)", 0, 45, **state.durable("am_rotate",

@@ -68,7 +68,8 @@ def get_image(image_id: str, token: str = "") -> np.ndarray:
         return load_image(uploads_dir(token) / rest)
     from engine.errors import InvalidImageError
 
-    raise InvalidImageError(f"The image '{label(image_id)}' is no longer available; upload it again.")
+    raise InvalidImageError(f"The image '{label(image_id)}' is no longer available; "
+                            "upload it again.")
 
 
 def safe_file_name(name: str, limit: int = 60) -> str:

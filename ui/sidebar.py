@@ -123,7 +123,8 @@ def _imagenet_model(name: str) -> ExplorableModel:
                              **state.durable(f"weights_path_{name}", ""))
         upload = st.file_uploader("or upload a weights file", type=["h5"], key=f"weights_up_{name}")
     if upload is not None:
-        target = model_uploads_dir(state.upload_token()) / gallery_images.safe_file_name(upload.name)
+        folder = model_uploads_dir(state.upload_token())
+        target = folder / gallery_images.safe_file_name(upload.name)
         target.write_bytes(upload.getvalue())
         return get_model(name, weights=str(target))
     if path.strip():
@@ -140,7 +141,8 @@ def _own_model() -> ExplorableModel | None:
                               help="Without them a 1000-class model gets the ImageNet names.",
                               **state.durable("model_classes", ""))
     if upload is not None:
-        target = model_uploads_dir(state.upload_token()) / gallery_images.safe_file_name(upload.name)
+        folder = model_uploads_dir(state.upload_token())
+        target = folder / gallery_images.safe_file_name(upload.name)
         target.write_bytes(upload.getvalue())
         st.session_state["model_path"] = str(target)
         path = str(target)
@@ -185,7 +187,8 @@ def _image_picker() -> list[tuple[str, str, np.ndarray]]:
                              help="JPEG, PNG, WebP, BMP, GIF or TIFF; several at once is fine.")
     _take_uploads(files or [], token)
     options = list(gallery_images.gallery()) + gallery_images.uploaded_ids(token)
-    chosen = [i for i in st.session_state.get("images", gallery_images.DEFAULT_IMAGES) if i in options]
+    chosen = [i for i in st.session_state.get("images", gallery_images.DEFAULT_IMAGES)
+              if i in options]
     st.session_state["images"] = chosen
     chosen = st.multiselect("Images", options,
                             format_func=lambda i: gallery_images.label(i, token),
@@ -221,5 +224,6 @@ def _take_uploads(files, token: str) -> None:
             selected.append(new_id)
     problems = [seen[f.file_id] for f in files if seen.get(f.file_id)]
     if problems:
-        st.warning("Some files were not used:\n\n" + "\n\n".join(f"- {md_escape(p)}" for p in problems),
+        st.warning("Some files were not used:\n\n"
+                   + "\n\n".join(f"- {md_escape(p)}" for p in problems),
                    icon=":material/warning:")

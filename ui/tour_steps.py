@@ -341,7 +341,8 @@ def _learning(model=None, image_id=None, image=None) -> None:
         f"Here a brand-new network with random weights practises on **{FIT.n_train} "
         f"silhouettes** of the six demo shapes for **{FIT.epochs} epochs**, and after each "
         f"epoch we test it on {FIT.n_validation} shapes it has never seen. (The demo model "
-        f"practised on {DemoTraining.train_images:,} full pictures for minutes; silhouettes are simpler, so learning "
+        f"practised on {DemoTraining.train_images:,} full pictures for minutes; silhouettes "
+        "are simpler, so learning "
         "shows within seconds. This step trains the same small network whatever model the "
         "sidebar shows.)")
     key = st.session_state.get("tour_fit_key")

@@ -72,7 +72,8 @@ class LayerTaps:
     def __init__(self, model: ExplorableModel, layers: Sequence[str],
                  compute_dtype: str = "float32"):
         if compute_dtype not in PRECISIONS:
-            raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', not {compute_dtype!r}.")
+            raise ValueError("compute_dtype must be 'float32' or 'bfloat16', "
+                             f"not {compute_dtype!r}.")
         self.model = model
         self.compute_dtype = compute_dtype
         network = model.keras_model

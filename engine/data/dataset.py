@@ -79,6 +79,7 @@ _NATIVE_FORMATS = {"JPEG": {"RGB", "L"}, "PNG": {"RGB", "L", "P"}, "GIF": {"P", 
 _EXIF_ORIENTATION = 0x0112
 _COPY_CHUNK = 1 << 16
 
+
 @dataclass(frozen=True)
 class ZipLimits:
     """What a zip may hold before it is refused as a zip bomb.

@@ -61,6 +61,7 @@ SCOPES = ("across splits", "across classes", "within class")
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _CHUNK = 512
 
+
 @dataclass(frozen=True)
 class DuplicatePair:
     """Two files that hold the same (``exact``) or nearly the same image.

@@ -341,7 +341,8 @@ def _output_field(op, in_fields, in_shapes, out_shape) -> _Field | None:
 def _apply_window(field, kernel, strides, dilation) -> _Field | None:
     if field is None or len(kernel) != len(field.size):
         return None
-    size = tuple(r + (k - 1) * d * j for r, k, d, j in zip(field.size, kernel, dilation, field.jump))
+    size = tuple(r + (k - 1) * d * j
+                 for r, k, d, j in zip(field.size, kernel, dilation, field.jump))
     jump = tuple(j * s for j, s in zip(field.jump, strides))
     return _Field(size, jump)
 

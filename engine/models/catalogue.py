@@ -63,7 +63,8 @@ def _app(name, title, builder, size, prep, weights_file, mb, description, **kwar
 def _mobilenet(alpha: float) -> ModelSpec:
     text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
     return _app(f"mobilenet_{alpha}", f"MobileNet (alpha {alpha:g})", keras.applications.MobileNet,
-                224, "tf", f"mobilenet_{text}_224_tf.h5", {1.0: 17, 0.75: 10, 0.5: 5.3, 0.25: 2.1}[alpha],
+                224, "tf", f"mobilenet_{text}_224_tf.h5",
+                {1.0: 17, 0.75: 10, 0.5: 5.3, 0.25: 2.1}[alpha],
                 f"Howard et al. 2017: depthwise separable convolutions, width x{alpha:g}; "
                 "small and fast.", alpha=alpha)
 

@@ -93,8 +93,9 @@ def _imagenet(spec: ModelSpec, weights: str | os.PathLike | None = "imagenet") -
     else:
         weights = str(weights)
         if not Path(weights).is_file():
-            raise WeightsUnavailableError(f"No weights file at '{weights}'. Give the path of a "
-                                          f"{spec.title} weights file such as '{spec.weights_file}'.")
+            raise WeightsUnavailableError(
+                f"No weights file at '{weights}'. Give the path of a {spec.title} weights file "
+                f"such as '{spec.weights_file}'.")
         source = f"weights file {Path(weights).name}"
     try:
         network = spec.builder(weights=weights, input_shape=(h, w, 3))

@@ -74,7 +74,8 @@ def preprocess(x: tf.Tensor, mode: str) -> tf.Tensor:
         return (x / 255.0 - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
     if mode == "raw":
         return x
-    raise ValueError(f"Unknown preprocessing {mode!r}; choose one of {sorted(PREPROCESSING_MODES)}.")
+    raise ValueError(f"Unknown preprocessing {mode!r}; "
+                     f"choose one of {sorted(PREPROCESSING_MODES)}.")
 
 
 @dataclass(frozen=True)

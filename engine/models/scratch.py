@@ -46,15 +46,15 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
             Szegedy 2015 drop it too), and He initialisation (He et al. 2015; torchvision's
             for its batch-normalised networks). It learns in far fewer epochs;
             ``folding.fold_batch_norm`` turns it back into the classic network (whose
-            dropout does nothing at inference), computing the same. The Dense 512's batch norm keeps its
-            units alive: its 2,048 (at 64 pixels) to 8,192 (at 128) inputs are all positive
-            (pooled ReLUs), so each Adam step, about the learning rate on every weight, moved
-            a unit's input by up to lr x 8,192, and one step down left it dead for good. On the
-            3,000-image demo set, 97 % of the units were dead after one epoch at 64 pixels
-            (0.33 validation accuracy after 4 epochs) and all of them within 11 steps at 128
-            (chance for 10 epochs); with it, none. He's larger starting weights (a batch
-            norm makes a kernel's scale matter only to how far each step turns it) took 128
-            pixels from 0.35 to 0.57 after 4 epochs.
+            dropout does nothing at inference), computing the same. The Dense 512's batch norm keeps
+            its units alive: its 2,048 (at 64 pixels) to 8,192 (at 128) inputs are all positive
+            (pooled ReLUs), so each Adam step, about the learning rate on every weight, moved a
+            unit's input by up to lr x 8,192, and one step down left it dead for good. On the
+            3,000-image demo set, 97 % of the units were dead after one epoch at 64 pixels (0.33
+            validation accuracy after 4 epochs) and all of them within 11 steps at 128 (chance for
+            10 epochs); with it, none. He's larger starting weights (a batch norm makes a kernel's
+            scale matter only to how far each step turns it) took 128 pixels from 0.35 to 0.57 after
+            4 epochs.
         zero_head: start the classifier (``predictions``) at zero weights, as Fixup (Zhang et
             al. 2019) does: every class 1/k, the loss ln k, whatever the image, and no random
             classifier's confident mistakes to unlearn first. With batch norm, 4 epochs on
@@ -103,4 +103,3 @@ def build_scratch_cnn(input_size: tuple[int, int] = (128, 128), n_classes: int =
                                  kernel_initializer="zeros" if zero_head else init,
                                  name="predictions")(x)
     return keras.Model(inputs, outputs, name=MODEL_NAME)
-

@@ -4,8 +4,8 @@
   set's classes;
 - **feature extraction**: a trained network's convolutional part (the bundled demo model, a
   run's model, a user's file or a catalogue ImageNet network: ``engine.training.bases``),
-  frozen, under a new head: global average pooling, Dense 1024, Dropout 0.5, softmax (the classic transfer
-  recipe, Chollet ch. 5; Yosinski et al. 2014 on how transferable features are);
+  frozen, under a new head: global average pooling, Dense 1024, Dropout 0.5, softmax (the
+  classic transfer recipe, Chollet ch. 5; Yosinski et al. 2014 on how transferable features are);
 - **fine-tuning**: the same model; after stage 1, ``unfreeze_top`` lets the top layers of the
   base learn too, at a low learning rate;
 - **continue**: a ``.keras`` model trained earlier or uploaded.

@@ -18,8 +18,6 @@ GRID_JS = """() => {
 }"""
 
 
-
-
 def test_open_a_layer_and_a_channel_from_a_deep_link(page, fresh_server):
     page.goto(fresh_server + "/feature_maps?model=scratch&images=photo:chelsea,photo:coffee")
     expect(page.get_by_role("heading", name="Feature maps")).to_be_visible(timeout=LOAD)

@@ -17,7 +17,6 @@ TILES_JS = """() => Math.max(0, ...Array.from(
                                                                  : 0)))"""
 
 
-
 def test_deep_link_to_filters_is_the_first_request_to_a_fresh_server(page, fresh_server):
     page.goto(fresh_server + "/filters")
     expect(page.get_by_role("heading", name="Filters", exact=True)).to_be_visible(timeout=LOAD)

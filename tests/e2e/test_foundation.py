@@ -13,8 +13,6 @@ from tests.e2e.conftest import LOAD, choose_scratch_model, screenshot, wait_idle
 from ui.sidebar import PAGES
 
 
-
-
 def _png(path, color):
     Image.fromarray(np.full((40, 60, 3), color, np.uint8)).save(path)
     return path

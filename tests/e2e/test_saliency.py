@@ -12,9 +12,6 @@ from tests.e2e.conftest import LOAD, screenshot, wait_idle as _idle, choose
 from ui.sidebar import PAGES
 
 
-
-
-
 def _wait_for_images(page, count: int):
     """At least ``count`` pictures in the main area, decoded (not just their frames)."""
     page.wait_for_function(

@@ -150,7 +150,8 @@ def test_user_model_predicts_like_the_plain_network(tiny_cnn, tmp_path, rng):
 
 def test_images_of_any_size_are_resized_inside(tiny_cnn, tmp_path, rng):
     model = load_model(_save(tiny_cnn, tmp_path / "tiny.keras"))
-    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(8, 8), (31, 17), (3, 50)]]
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for h, w in [(8, 8), (31, 17), (3, 50)]]
     probs = model.probabilities(images)
     assert probs.shape == (3, 3)
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-5)
@@ -181,7 +182,8 @@ def test_models_that_cannot_be_explored_are_refused(build, phrase, tmp_path):
 
 def test_broken_files_are_refused_with_a_sentence(tiny_cnn, tmp_path):
     good = _save(tiny_cnn, tmp_path / "good.keras").read_bytes()
-    cases = {"garbage.keras": b"this is not a model" * 10, "truncated.keras": good[: len(good) // 2],
+    cases = {"garbage.keras": b"this is not a model" * 10,
+             "truncated.keras": good[: len(good) // 2],
              "empty.keras": b"", "garbage.h5": os.urandom(300)}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)

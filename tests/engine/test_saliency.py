@@ -304,6 +304,7 @@ def test_occlusion_matches_a_hand_loop(model, images):
     classes = _top_classes(model, images)
     ours = Occlusion(model, patch=patch, stride=stride, fill="gray").attribute(
         model.prepare(images), classes)
+
     def net(image):   # softmax output on the network's input
         return model.keras_model(_network_input(image)).numpy()
 

@@ -1,5 +1,6 @@
 """Saliency on a real trained ImageNet network (MobileNet v1 0.25 with its ImageNet weights, from
-the test-only SHARED_WEIGHTS folder of tests/conftest.py) and real photos, against tf-keras-vis 0.8.7 and known properties.
+the test-only SHARED_WEIGHTS folder of tests/conftest.py) and real photos, against tf-keras-vis
+0.8.7 and known properties.
 
 The tiny-model tests check the arithmetic; these check it where it matters: batch norm, depthwise
 convolutions, a softmax head behind a reshape, a 7x7 last block, real images."""

@@ -258,7 +258,8 @@ def test_stop_ends_the_run_gracefully_keeping_best_and_last(dataset, runs_dir):
     assert 1 <= status.epochs_done < 200
     assert (run_dir / "checkpoints" / "last.keras").is_file()
     assert (run_dir / "model.keras").is_file() and not (run_dir / "STOP").exists()
-    assert [r["event"] for r in _rows(read_metrics(run_dir.name, runs_dir), "event")][-1] == "stopped"
+    events = _rows(read_metrics(run_dir.name, runs_dir), "event")
+    assert [r["event"] for r in events][-1] == "stopped"
     assert run_status(run_dir.name, runs_dir).resumable  # it may go on later
 
 

@@ -89,7 +89,8 @@ def test_two_runs_at_once_keep_to_their_own_files(two_runs):
     ea, eb = _events(a), _events(b)
     assert ea["start"] < eb["end"] and eb["start"] < ea["end"]  # they really overlapped
     for rows in (a, b):
-        assert [r["step"] for r in rows if r["kind"] == "batch"] == list(range(1, EPOCHS * STEPS + 1))
+        steps = [r["step"] for r in rows if r["kind"] == "batch"]
+        assert steps == list(range(1, EPOCHS * STEPS + 1))
         assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == list(range(EPOCHS))
     assert sorted(p.name for p in runs_dir.iterdir()) == sorted([".lock", button.name, cli.name])
     assert (button / "pid").read_text().split()[0] != (cli / "pid").read_text().split()[0]
@@ -125,7 +126,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(dataset, tmp_path):
     rows = read_metrics(run_dir.name, tmp_path)
     assert status.state == "finished" and status.epochs_done == done + 2
     assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == list(range(done + 2))
-    assert [r["step"] for r in rows if r["kind"] == "batch"] == list(range(1, (done + 2) * STEPS + 1))
+    steps = [r["step"] for r in rows if r["kind"] == "batch"]
+    assert steps == list(range(1, (done + 2) * STEPS + 1))
     # the run's life (a tiny set may also get a "not_learning" warning, which is no stage of it)
     assert [r["event"] for r in rows if r["kind"] == "event"
             and r["event"] != "not_learning"] == ["start", "resume", "end"]
@@ -143,7 +145,8 @@ def test_mirrored_strategy_over_two_logical_cpus(dataset, tmp_path):
         import json, sys
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from engine.training.runs import create_run
         from engine.training.run import train
         from engine.training.config import load_config

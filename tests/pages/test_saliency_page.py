@@ -27,7 +27,8 @@ def explain_calls(monkeypatch):
     real = engine.saliency.explain
 
     def spy(model, images, method="gradcam", target=None, layer=None, **kwargs):
-        options = {k: v for k, v in kwargs.items() if k not in ("progress", "batch_size", "details")}
+        options = {k: v for k, v in kwargs.items()
+                   if k not in ("progress", "batch_size", "details")}
         calls.append({"model": model.name, "n": len(images), "method": method,
                       "target": target, "layer": layer, "options": options})
         return real(model, images, method, target, layer, **kwargs)

@@ -98,7 +98,8 @@ def test_after_a_run_the_curves_evaluation_and_timeline_are_drawn(app, demo_set,
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     names = {t.get("name") for spec in charts for t in spec["data"]}
     assert {"train · per epoch", "validation · per epoch", "precision", "recall"} <= names
-    epochs = next(t for spec in charts for t in spec["data"] if t.get("name") == "train · per epoch")
+    epochs = next(t for spec in charts for t in spec["data"]
+                  if t.get("name") == "train · per epoch")
     assert epochs["x"] == [1.0, 2.0]
     assert "Accuracy on 'test'" in [m.label for m in at.metric]
     slider = at.select_slider(key=f"timeline_{status.run_id}")
