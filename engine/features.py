@@ -427,3 +427,6 @@ def overview_channels(maps: np.ndarray, k: int = 4) -> np.ndarray:
     """
     stats = channel_stats(maps)
     return stats.order("mean")[:k]
+
+
+from engine.concepts import Concepts, concept_patches, concepts  # noqa: E402,F401  (NMF concepts)

@@ -42,6 +42,7 @@ from engine.progress import Progress, report
 from engine.render import (FONT, fit_to_side, image_uri, map_tiles, overlay, tile_grid,
                            tile_size)
 from engine.saliency import METHODS, default_cam_layer, explain
+from engine.saliency.leaderboard import COLUMNS
 from engine.saliency.metrics import FaithfulnessCurves, deletion_insertion
 
 #: the comparison grid's default: the methods that cost about one backward pass
@@ -55,7 +56,7 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
                  channels_per_layer: int = 16, filter_layer: str | None = None,
                  n_filters: int = 5, quick_steps: int = 48,
                  actmax_cache: str | os.PathLike | None = None, top: int = 5,
-                 callback: Progress | None = None) -> str:
+                 leaderboard=None, callback: Progress | None = None) -> str:
     """The HTML report of ``image``.
 
     Args:
@@ -77,6 +78,8 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
         actmax_cache: the activation-maximisation disk cache: images of the layer already
             there (any settings, the most steps first) are used; new ones are written there.
         top: classes listed in the prediction.
+        leaderboard: an ``engine.saliency.Leaderboard`` (the trust table of the methods on a
+            data set) to include as a section, or ``None``.
         callback: ``callback(done, total, stage)`` (``engine.progress``) before each step,
             and once at the end (``done == total``).
 
@@ -124,7 +127,7 @@ def build_report(model: ExplorableModel, image: np.ndarray, *, image_name: str,
     settings = _settings(model, image, image_name, explained, target, methods, method_options,
                          cam_layer, faithfulness_steps, features, filters)
     document = _document(model, image, image_name, ranking, explained, features, cards,
-                         filters, summary, settings)
+                         filters, summary, settings, leaderboard)
     progress.done()
     return document
 
@@ -378,7 +381,7 @@ img.pixel{image-rendering:pixelated}
 
 
 def _document(model, image, image_name, ranking, explained, features, cards, filters, summary,
-              settings) -> str:
+              settings, leaderboard=None) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -391,6 +394,7 @@ def _document(model, image, image_name, ranking, explained, features, cards, fil
         _prediction_section(model, image, ranking),
         _features_section(features),
         _saliency_section(model, explained, cards),
+        _leaderboard_section(leaderboard) if leaderboard is not None else "",
         _filters_section(filters),
         _summary_section(model, *summary),
         _settings_section(settings),
@@ -468,6 +472,29 @@ def _saliency_section(model, explained, cards) -> str:
             '<p class="muted">Areas under the curves over the share of pixels, in [0, 1]: a '
             "faithful map has a lower deletion AUC and a higher insertion AUC than a random "
             "pixel order (Petsiuk et al., RISE, 2018).</p></section>")
+
+
+def _leaderboard_section(board) -> str:
+    def cell(value) -> str:
+        return "" if np.isnan(value) else f"{value:.3f}"
+
+    head = "".join(f"<th>{_e(header)} ({better} is better)</th>" for _, header, better in COLUMNS)
+    rows = "".join(
+        f'<tr data-method="{_e(row.method)}"><td>{_e(row.title)}</td>'
+        + (f'<td colspan="{len(COLUMNS)}" class="error">{_e(row.error)}</td>' if row.error else
+           "".join(f'<td class="num" data-score="{f}">{cell(getattr(row, f))}</td>'
+                   for f, _, _ in COLUMNS)) + "</tr>" for row in board.rows)
+    boxes = "" if board.has_boxes else " The data set has no object boxes: no pointing game."
+    return ('<section id="leaderboard"><h2>Which method to trust</h2>'
+            f"<p>Every method scored on the same {board.n_images} images of a data set, each "
+            "explaining the model's top class.</p>"
+            f"<table><tr><th>method</th>{head}</tr>{rows}</table>"
+            '<p class="muted">Deletion and insertion (Petsiuk et al. 2018) and ROAD (Rong et '
+            "al. 2022: removed pixels are filled from their neighbours) measure faithfulness; "
+            "the pointing game whether the peak lies on the object; the two r columns how "
+            "much the map stays the same when the model's top layers are random or another "
+            f"class is explained (a map that stays the same shows the image).{boxes}</p>"
+            "</section>")
 
 
 def _filters_section(filters: _Filters) -> str:

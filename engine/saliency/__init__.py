@@ -13,7 +13,9 @@ Where things live:
 - ``cam.py``: Grad-CAM, Grad-CAM++, Layer-CAM, Score-CAM;
 - ``occlusion.py``: occlusion sensitivity;
 - ``graph.py``: the one-graph forward pass (nested models, logits) and the default CAM layer;
-- ``targets.py``: what to explain; ``metrics.py``: faithfulness and localisation scores;
+- ``targets.py``: what to explain (a class, the top class, "A rather than B");
+  ``metrics.py``: faithfulness and localisation scores;
+- ``contributions.py``: each channel's share of a class score at one layer;
 - ``sanity.py``: the model randomisation check; ``dataset.py``: maps over a data set;
 - ``compare.py``: every method on one image; ``verdicts.py``: what the numbers conclude.
 """
@@ -28,19 +30,21 @@ from engine.models.explorable import ExplorableModel
 from engine.progress import Progress
 from engine.saliency.base import SaliencyMethod
 from engine.saliency.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+from engine.saliency.contributions import ChannelContributions, channel_contributions
 from engine.saliency.gradients import (Completeness, GradientXInput, IntegratedGradients,
                                        SmoothGrad, VanillaGradients)
 from engine.saliency.graph import default_cam_layer, spatial_layer_paths
 from engine.saliency.occlusion import Occlusion
-from engine.saliency.targets import ClassTarget, TopClass
+from engine.saliency.targets import ClassDifference, ClassTarget, TopClass, runner_up
 
 #: method name -> class, fast methods first (the order of the comparison grid)
 METHODS: dict[str, type[SaliencyMethod]] = {cls.name: cls for cls in (
     GradCAM, VanillaGradients, GradientXInput, GradCAMPlusPlus, LayerCAM, SmoothGrad,
     IntegratedGradients, Occlusion, ScoreCAM)}
 
-__all__ = ["METHODS", "ClassTarget", "Completeness", "Explanation", "SaliencyMethod", "TopClass",
-           "default_cam_layer", "explain", "spatial_layer_paths"]
+__all__ = ["METHODS", "ChannelContributions", "ClassDifference", "ClassTarget", "Completeness",
+           "Explanation", "SaliencyMethod", "TopClass", "channel_contributions",
+           "default_cam_layer", "explain", "runner_up", "spatial_layer_paths"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,9 @@ def explain(model: ExplorableModel, images, method: str = "gradcam", target=None
         images: one (H, W, 3) uint8 RGB image, a list of them (sizes may differ) or an
             (N, H, W, 3) array.
         method: a key of ``METHODS``.
-        target: ``None`` (each image's top class), a class index or name, a ``ClassTarget``, or
-            a list with one of those per image.
+        target: ``None`` (each image's top class), a class index or name, a ``ClassTarget``,
+            a ``ClassDifference(a, b)`` ("a rather than b"), or a list with one of those per
+            image.
         layer: the layer of the CAM family (a path such as ``"vgg16/block5_conv3"``); ``None``
             picks ``default_cam_layer``. Ignored by the other methods.
         batch_size: inputs per forward pass (samples, steps, masks or patches).
@@ -104,3 +109,9 @@ def explain(model: ExplorableModel, images, method: str = "gradcam", target=None
     if not details:
         return maps
     return Explanation(maps, getattr(runner, "completeness", None))
+
+
+# The trust table needs ``explain`` above (its modules import it from here).
+from engine.saliency.leaderboard import Leaderboard, LeaderboardConfig, leaderboard  # noqa: E402
+
+__all__ += ["Leaderboard", "LeaderboardConfig", "leaderboard"]

@@ -32,6 +32,7 @@ from engine.saliency.graph import (as_numpy, batches, default_cam_layer, forward
                                    resolve_precision)
 from engine.saliency.targets import TopClass, resolve_classes
 
+
 class SaliencyMethod:
     """A saliency method: images and a target in, one map per image out.
 
@@ -115,7 +116,7 @@ class SaliencyMethod:
             probabilities = np.zeros((len(x), self.model.n_classes), np.float32)
         else:
             probabilities = self.probabilities(x)
-        return resolve_classes(self.model.class_names, target, probabilities)
+        return resolve_classes(self.model.class_names, target, probabilities, differences=True)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """(N, n_classes) probabilities of prepared images, in batches."""

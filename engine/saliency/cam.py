@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from engine.saliency.base import CamMethod
 from engine.saliency.graph import as_numpy, batches
+from engine.saliency.targets import row_scores
 
 _SPATIAL = (1, 2)
 
@@ -137,4 +138,4 @@ class ScoreCAM(CamMethod):
     def _class_probability(self, image, masks, index):
         probabilities = self.batch_graph.masked_probabilities(tf.constant(image[None]),
                                                         tf.constant(masks))
-        return as_numpy(probabilities)[:, index]
+        return row_scores(as_numpy(probabilities), index)

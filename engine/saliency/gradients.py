@@ -14,6 +14,7 @@ import tensorflow as tf
 from engine.saliency.base import InputGradientMethod
 from engine.saliency.graph import as_numpy
 from engine.saliency.occlusion import blurred
+from engine.saliency.targets import row_scores
 
 
 class VanillaGradients(InputGradientMethod):
@@ -172,14 +173,15 @@ class IntegratedGradients(InputGradientMethod):
         steps = int(self.settings["steps"])
         if self.settings["spacing"] == "uniform":
             edges = np.linspace(0.0, 1.0, steps + 1)
-            ends = as_numpy(self.graph.logits(
-                tf.constant(np.stack([base, image]).astype(np.float32))))[:, cls]
+            ends = row_scores(as_numpy(self.graph.logits(
+                tf.constant(np.stack([base, image]).astype(np.float32)))), cls)
         else:
             probes = np.linspace(0.0, 1.0, self.PROBES + 1)
             points = base[None] + probes[:, None, None, None] * (image - base)[None]
-            logits = as_numpy(self.graph.logits(tf.constant(points.astype(np.float32))))
-            ends = logits[[0, -1], cls]  # the probes start at the baseline, end at the image
-            change = np.abs(np.diff(logits[:, cls])) + 1e-12
+            scores = row_scores(as_numpy(self.graph.logits(
+                tf.constant(points.astype(np.float32)))), cls)
+            ends = scores[[0, -1]]  # the probes start at the baseline, end at the image
+            change = np.abs(np.diff(scores)) + 1e-12
             # Half the steps evenly, half where the score changes, piecewise uniformly.
             mass = 0.5 / self.PROBES + 0.5 * change / change.sum()
             cumulative = np.concatenate([[0.0], np.cumsum(mass)])

@@ -6,7 +6,9 @@
   high area is good). A random order of the pixels is the baseline a map has to beat.
 * **Pointing game** (Zhang et al. 2016): does the map's peak fall inside the object's box?
 * **Share inside the box**: the fraction of the map's mass on the object.
-* **Rank correlation** (Spearman): how similar two maps are, used by the sanity check.
+* **Rank correlation** (Spearman): how similar two maps are, used by the sanity checks
+  (``map_similarity``: the same, with blank maps handled).
+* **ROAD** (remove and debias, Rong et al. 2022): ``road.py``, re-exported here as ``road``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from engine.models.explorable import ExplorableModel
 from engine.saliency.base import resize_map
 from engine.saliency.graph import as_numpy, batches, forward_graph
 from engine.saliency.occlusion import blurred
+from engine.saliency.road import RoadCurve, road
 from engine.saliency.targets import resolve_classes
+
+__all__ = ["FaithfulnessCurves", "RoadCurve", "box_area_share", "deletion_insertion",
+           "map_similarity", "pointing_game", "rank_correlation", "road", "saliency_in_boxes"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,16 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = ra - ra.mean(), rb - rb.mean()
     denominator = np.sqrt((ra**2).sum() * (rb**2).sum())
     return float((ra * rb).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def map_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """``rank_correlation`` of two maps of one image, where a blank map (constant, e.g. every
+    ReLU of a random layer dead) shares no order with a structured one (0) and is the same as
+    another blank map (1): what the sanity checks compare."""
+    rho = rank_correlation(a, b)
+    if np.isnan(rho):
+        return 1.0 if np.ptp(a) == np.ptp(b) == 0 else 0.0
+    return rho
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:

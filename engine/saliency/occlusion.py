@@ -10,6 +10,7 @@ from skimage.filters import gaussian
 
 from engine.saliency.base import SaliencyMethod
 from engine.saliency.graph import as_numpy, batches
+from engine.saliency.targets import row_scores
 
 FILLS = ("gray", "black", "mean", "blur")
 
@@ -74,14 +75,16 @@ class Occlusion(SaliencyMethod):
         total, done, maps = len(parts) * len(x), 0, []
         for i, image in enumerate(x):
             filler = self.filler(image)
-            base = as_numpy(self.graph.probabilities(tf.constant(image[None])))[0, classes[i]]
+            base = row_scores(as_numpy(self.graph.probabilities(tf.constant(image[None]))),
+                              classes[i])[0]
             drops = np.zeros(image.shape[:2], np.float32)
             counts = np.zeros(image.shape[:2], np.float32)
             for s in parts:
                 batch = np.repeat(image[None], s.stop - s.start, axis=0)
                 for k, (y, xx) in enumerate(corners[s]):
                     batch[k, y:y + p, xx:xx + p] = filler[y:y + p, xx:xx + p]
-                scores = as_numpy(self.graph.probabilities(tf.constant(batch)))[:, classes[i]]
+                scores = row_scores(as_numpy(self.graph.probabilities(tf.constant(batch))),
+                                    classes[i])
                 for (y, xx), score in zip(corners[s], scores):
                     drops[y:y + p, xx:xx + p] += base - score
                     counts[y:y + p, xx:xx + p] += 1.0

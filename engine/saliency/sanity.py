@@ -17,7 +17,7 @@ from engine.errors import InvalidModelError
 from engine.models.explorable import ExplorableModel
 from engine.models.layers import iter_layers
 from engine.saliency import explain
-from engine.saliency.metrics import rank_correlation
+from engine.saliency.metrics import map_similarity
 from engine.saliency.targets import resolve_classes
 
 #: A mean rank correlation at or above this means "the map barely changed" (flagged).
@@ -103,16 +103,7 @@ def sanity_check(model: ExplorableModel, images, method: str = "gradcam", target
     classes = resolve_classes(model.class_names, target, model.probabilities(images))
     original = explain(model, images, method, list(classes), layer, **options)
     changed = explain(copy, images, method, list(classes), layer, **options)
-    correlations = np.array([_similarity(a, b) for a, b in zip(original, changed)])
+    correlations = np.array([map_similarity(a, b) for a, b in zip(original, changed)])
     randomized_paths = weighted_layers(model.keras_model)[-max(1, int(n_layers)):]
     return SanityResult(original, changed, correlations, randomized_paths[::-1],
                         float(np.mean(correlations)) >= UNCHANGED_CORRELATION)
-
-
-def _similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation; a blank map (constant, e.g. every ReLU of a random layer dead) shares
-    no order with a structured one (0) and is the same as another blank map (1)."""
-    rho = rank_correlation(a, b)
-    if np.isnan(rho):
-        return 1.0 if np.ptp(a) == np.ptp(b) == 0 else 0.0
-    return rho
