@@ -1,6 +1,6 @@
 """Data sets: the procedural shapes set the demo model is trained on (and a family of shapes it
 never saw); importing image data sets (zip, folder), their sanity report and streaming them with
-tf.data."""
+tf.data; what a model sees in one (features, label issues, outliers, neighbours)."""
 
 from engine.data.dataset import (
     DEMO_SET_SIZE,
@@ -19,6 +19,19 @@ from engine.data.dataset import (
     import_zip,
     list_datasets,
     open_dataset,
+)
+from engine.data.model_report import (
+    FeaturePair,
+    LabelIssue,
+    ModelReport,
+    ModelReportConfig,
+    Neighbour,
+    Outlier,
+    embedding_pca,
+    embedding_umap,
+    model_report,
+    nearest,
+    nearest_to_index,
 )
 from engine.data.pipeline import (
     MIRRORS,
@@ -80,4 +93,16 @@ __all__ = [
     "open_dataset",
     "save_augmentation",
     "tf_dataset",
+    # what a model sees in a data set
+    "FeaturePair",
+    "LabelIssue",
+    "ModelReport",
+    "ModelReportConfig",
+    "Neighbour",
+    "Outlier",
+    "embedding_pca",
+    "embedding_umap",
+    "model_report",
+    "nearest",
+    "nearest_to_index",
 ]
