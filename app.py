@@ -11,6 +11,7 @@ import io
 import streamlit as st
 
 from engine.predictions import cached_predict
+from ui.model_report import similar_images
 from ui.page import page
 from ui.report import report_section
 from ui.errors import shown_errors
@@ -63,7 +64,9 @@ else:
         writer = csv.writer(table)
         writer.writerow(["image", "rank", "class", "probability"])
         for (_, label, _), top in zip(selection.images, results):
-            writer.writerows([label, rank, name, f"{p:.6f}"] for rank, (name, p) in enumerate(top, 1))
+            writer.writerows([label, rank, name, f"{p:.6f}"]
+                             for rank, (name, p) in enumerate(top, 1))
         st.download_button("Download predictions (CSV)", table.getvalue(), "predictions.csv",
                            "text/csv", icon=":material/download:")
     report_section(selection, key="home")
+similar_images(selection, key="home")

@@ -88,6 +88,7 @@ def _ready(page, name: str, n_images: int) -> None:
     elif name == "dataset":
         _text(page, "Classes and splits")
         _at_least(page, CHARTS_JS, 1)
+        _text(page, "What the model sees")  # the model report's section, before its button
     elif name == "saliency":
         _at_least(page, PICTURES_JS, 2 * n_images)
     elif name == "filters":

@@ -11,6 +11,7 @@ from ui.dataset_sections import (augmentation_preview, dataset_picker, duplicate
                                  images_section, import_section, summary_section)
 from ui.errors import shown_errors
 from ui.jobs import again, ended_message, follow, job_for
+from ui.model_report import model_report_section
 from ui.page import page
 from ui.paths import datasets_dir
 from ui.text import md_escape
@@ -36,7 +37,7 @@ training on them it pays to look at them, because most surprises in training com
   data set and used for training.
 """
 
-page("Data set", EXPLAINER, icon=":material/dataset:")
+selection = page("Data set", EXPLAINER, icon=":material/dataset:")
 FOLDER = datasets_dir()
 
 
@@ -83,6 +84,7 @@ def _report_sections(ds) -> None:
             duplicates_section(ds, report)
             images_section(report)
             augmentation_preview(ds, report)
+    model_report_section(ds, selection.model)
 
 
 import_section(FOLDER, expanded=not list_datasets(FOLDER))

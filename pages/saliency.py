@@ -21,8 +21,11 @@ from engine.saliency.verdicts import box_verdict, faithfulness_verdict
 from ui import saliency_figures as sf
 from ui import presenter, state
 from ui import saliency_sections as sections
+from ui import saliency_trust as trust
+from ui import saliency_what as what
 from ui.errors import shown_errors
 from ui.jobs import again, ended_message, follow, job_for, queued_result
+from ui.model_report import similar_images
 from ui.page import page
 from ui.paths import datasets_dir
 from ui.report import report_section
@@ -164,7 +167,7 @@ def _explain_tab(model, key, selection, predictions, method, target, layer, opti
         columns = st.columns(per_row)
         for i in range(start, min(start + per_row, len(ids))):
             with columns[i - start]:
-                explained = predictions[i][0][0] if target is None else model.class_names[target]
+                explained = what.target_name(model, predictions[i][0][0], target, i)
                 sections.image_card(i, selection.images[i], predictions[i], found.maps[i], method,
                                     explained, opacity, colormap)
                 if found.completeness is not None:
@@ -343,6 +346,7 @@ with explain_tab, shown_errors("Saliency failed: "):
         method = sections.pick_method()
     with b:
         target = sections.pick_target(model, predictions)
+        contrast = what.pick_contrast(model, selection.arrays, target)
     with c, presenter.technical("sal_layer"):
         layer = sections.pick_layer(model, method)
     with presenter.technical("sal_options"):
@@ -351,14 +355,16 @@ with explain_tab, shown_errors("Saliency failed: "):
     if not selection.images:
         st.info("Choose or upload images in the sidebar.")
     else:
-        maps = _explain_tab(model, model_key, selection, predictions, method, target, layer,
-                            options)
+        maps = _explain_tab(model, model_key, selection, predictions, method,
+                            contrast or target, layer, options)
         if maps is not None:  # None while a queued job computes them
             _faithfulness_section(model, model_key, selection, maps, method, target, layer,
                                   options)
             _sanity_section(model, model_key, selection, method, target, layer, options)
+            what.what_sections(model, selection, contrast or target, layer)
         report_section(selection, key="sal", target=target, cam_layer=layer,
                        method_options={method: dict(options)})
+        similar_images(selection, key="sal")
 with compare_tab, shown_errors("Comparing methods failed: "):
     if selection.images:
         _compare_tab(model, model_key, selection, target, layer)
@@ -366,3 +372,4 @@ with compare_tab, shown_errors("Comparing methods failed: "):
         st.info("Choose or upload images in the sidebar.")
 with dataset_tab, shown_errors("The data set summary failed: "):
     _dataset_tab(model, model_key, method, layer)
+    trust.trust_section(model, layer)

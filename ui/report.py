@@ -23,6 +23,20 @@ def report_file_name(image_label: str) -> str:
     return f"cnn_explorer_report_{stem}.html"
 
 
+#: where the Saliency page keeps the last trust table it showed: ``(model key, Leaderboard)``
+_LEADERBOARD = "_report_leaderboard"
+
+
+def remember_leaderboard(model_key: str, board) -> None:
+    """The trust table just shown goes into this session's next reports of that model."""
+    st.session_state[_LEADERBOARD] = (model_key, board)
+
+
+def _leaderboard(model_key: str):
+    found = st.session_state.get(_LEADERBOARD)
+    return found[1] if found is not None and found[0] == model_key else None
+
+
 def report_section(selection: Selection, *, key: str, target: int | None = None,
                    cam_layer: str | None = None, method_options: dict | None = None) -> None:
     """Draw the report box: image choice, slow-method toggle, build button, download.
@@ -40,7 +54,9 @@ def report_section(selection: Selection, *, key: str, target: int | None = None,
     with st.container(border=True):
         st.markdown("**:material/description: Report** · everything about one image in one "
                     "HTML file: prediction, feature maps, saliency with faithfulness scores, "
-                    "filters, model summary and settings. It opens offline in any browser.")
+                    "filters, model summary and settings, and the trust table of the methods "
+                    "once it has been computed on the Saliency page. It opens offline in any "
+                    "browser.")
         left, right = st.columns([2, 3])
         labels = {image_id: label for image_id, label, _ in selection.images}
         image_id = left.selectbox("Image", list(labels), format_func=labels.get,
@@ -55,8 +71,9 @@ def report_section(selection: Selection, *, key: str, target: int | None = None,
         filter_layer = st.session_state.get(f"am_layer:{model.key}")  # the Filters page's layer
         if filter_layer not in model.conv_layers:
             filter_layer = None
+        board = _leaderboard(model.key)
         request = (model.key, image_id, tuple(methods), target, cam_layer,
-                   repr(sorted(options.items())), filter_layer)
+                   repr(sorted(options.items())), filter_layer, id(board))
         stored = f"_{key}_report"
         if st.button("Build the report", key=f"{key}_report_go", icon=":material/description:"):
             image = next(array for i, _, array in selection.images if i == image_id)
@@ -69,7 +86,7 @@ def report_section(selection: Selection, *, key: str, target: int | None = None,
                 document = build_report(
                     model, image, image_name=labels[image_id], target=target, methods=methods,
                     method_options=options, cam_layer=cam_layer, filter_layer=filter_layer,
-                    actmax_cache=cache_dir("actmax"), callback=progress)
+                    actmax_cache=cache_dir("actmax"), leaderboard=board, callback=progress)
                 st.session_state[stored] = (request, document, report_file_name(labels[image_id]))
             bar.empty()
         built = st.session_state.get(stored)

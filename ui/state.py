@@ -34,6 +34,8 @@ COOKIE = "cnn_explorer_uploads"
 #: parameters that older links carry and that are dropped: "u" named the upload folder
 _RETIRED = ("u",)
 _OWN_FILE = ".view.json"  # this browser's choices that name uploads
+# a link followed inside the app: its parameters for the next run, then for the current one
+_FOLLOWING, _FOLLOWED = "_link_following", "_link_followed"
 
 
 def shareable(value) -> bool:
@@ -50,7 +52,9 @@ def shareable(value) -> bool:
 
 def restore_from_url() -> None:
     """On a session's first run, take the durable choices from the URL, and this browser's own
-    (uploads) from its upload folder."""
+    (uploads) from its upload folder. On every run, the parameters of a link followed inside
+    the app (``open_page``) become this run's to take."""
+    st.session_state[_FOLLOWED] = st.session_state.pop(_FOLLOWING, {})
     if st.session_state.get("_restored"):
         return
     st.session_state["_restored"] = True
@@ -127,9 +131,10 @@ def linked(key: str, param: str, options: Iterable, default):
         The current value.
     """
     options = options if isinstance(options, (range, dict)) else list(options)
-    if key not in st.session_state:
+    followed = st.session_state.get(_FOLLOWED, {})
+    if key not in st.session_state or param in followed:
         by_text = {str(option): option for option in options}
-        text = st.query_params.get(param)
+        text = followed.pop(param, None) or st.query_params.get(param)
         if text is None:
             text = _own().get(param)
         if text in by_text:
@@ -144,6 +149,15 @@ def linked(key: str, param: str, options: Iterable, default):
         _hide(param)
         _keep_own(param, str(value))
     return value
+
+
+def open_page(script: str, **params) -> None:
+    """Switch to the page ``script`` with ``params`` in its URL (a link inside the app: "this
+    channel on the Feature maps page"). Its ``linked`` choices take them on its first run even
+    where this session has its own, and the URL it opens with is shareable as it is."""
+    texts = {param: str(value) for param, value in params.items()}
+    st.session_state[_FOLLOWING] = texts
+    st.switch_page(script, query_params=url_params() | texts)
 
 
 def unlinked(param: str) -> None:

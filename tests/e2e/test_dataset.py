@@ -15,10 +15,19 @@ from ui.sidebar import PAGES
 def _upload_zip(page, path) -> None:
     """Choose ``path`` in the main area's zip uploader, unfolding the import section first
     when data sets exist already (its expander's summary: other texts may say "Import")."""
-    uploader = page.locator('[data-testid="stMain"] [data-testid="stFileUploader"]')
-    if not uploader.is_visible():
-        page.locator('[data-testid="stMain"] [data-testid="stExpander"] summary',
-                     has_text="Import a data set").click()
+    # by its key: the model report's neighbour tab has an image uploader of its own
+    uploader = page.locator('[data-testid="stMain"] .st-key-dataset_zip '
+                            '[data-testid="stFileUploader"]')
+    summary = page.locator('[data-testid="stMain"] [data-testid="stExpander"] summary',
+                           has_text="Import a data set")
+    for _ in range(3):  # a click that lands while the page reruns can be undone by the rerun
+        _idle(page)
+        try:
+            expect(uploader).to_be_visible(timeout=3_000)
+            break
+        except AssertionError:
+            summary.click()
+    expect(uploader).to_be_visible()
     with page.expect_file_chooser() as chooser:
         uploader.locator("[data-testid=stBaseButton-secondary]").click()
     chooser.value.set_files(str(path))
