@@ -22,7 +22,8 @@ run: $(STAMP)
 chromium:
 	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-# Lint only (ruff.toml); there is no format check: `ruff format` would rewrite the code.
+# Lint and layout (ruff.toml): pyflakes and pycodestyle's layout rules (indentation, blank
+# lines, line length, whitespace), which check the hand-wrapped layout instead of rewriting it.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
@@ -49,9 +50,11 @@ bench: $(STAMP) chromium
 	$(PY) bench/predict.py
 	$(PY) bench/feature_maps.py
 	$(PY) bench/dataset_report.py
+	$(PY) bench/model_report.py
 	$(PY) bench/training.py
 	$(PY) bench/small_data.py
 	$(PY) bench/saliency.py --quick
+	$(PY) bench/leaderboard.py
 	$(PY) bench/actmax.py --filters 16
 	CHROMIUM_PATH=$(CHROMIUM) $(PY) bench/classroom.py --sessions 30
 
