@@ -17,7 +17,7 @@ from ui.report import report_section
 from ui.errors import shown_errors
 from ui.sidebar import PAGES
 from ui.text import md_escape
-from ui.widgets import top_k_rows
+from ui.widgets import prefetch_charts, top_k_rows
 
 EXPLAINER = """
 A **convolutional neural network** (CNN) looks at an image as a grid of numbers: three numbers
@@ -70,3 +70,4 @@ else:
                            "text/csv", icon=":material/download:")
     report_section(selection, key="home")
 similar_images(selection, key="home")
+prefetch_charts()

@@ -67,3 +67,19 @@ def top_k_rows(pairs: Iterable[tuple[str, float]], *, container: Any = st) -> No
     4.7 MB script took 1.4 s there before the first bar showed; bench/classroom.py)."""
     for name, p in pairs:
         container.progress(min(max(float(p), 0.0), 1.0), text=f"{md_escape(name)} · {p:.1%}")
+
+
+_PREFETCH = "chart_library_prefetch"
+
+
+def prefetch_charts() -> None:
+    """Load the browser's chart library (Plotly) now, out of sight, so that the next page's
+    first chart does not wait for it. Home draws no chart itself (its bars are progress bars):
+    its predictions show without Plotly's 4.7 MB script, which then loads while the user
+    reads them (bench/classroom.py, one session on 2 cores: the Feature maps step after Home
+    took 2.27 s p50 when it had to load Plotly, 0.58-0.68 s with this)."""
+    import plotly.graph_objects as go
+
+    st.html(f"<style>.st-key-{_PREFETCH} {{ display: none; }}</style>")
+    with st.container(key=_PREFETCH):
+        st.plotly_chart(go.Figure(), key=f"{_PREFETCH}_figure", config={"staticPlot": True})
