@@ -15,16 +15,11 @@ import tensorflow as tf
 from engine.data.shapes import make_shapes
 from engine.errors import InvalidImageError, InvalidModelError
 from engine.saliency import ClassDifference, channel_contributions
-from tests.engine.saliency_helpers import demo_model, tiny_model
+from tests.engine.saliency_helpers import tiny_model
 
 # Training used seed 0, the held-out accuracy seed 1000, the bundled samples 4242.
 FRESH_SEED = 8675309
 SIZE = 16
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return demo_model()
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,10 @@ from engine.errors import InvalidImageError, InvalidModelError
 from engine.features import concept_patches, concepts
 from engine.models.explorable import ExplorableModel
 from engine.saliency.base import resize_map
-from tests.engine.saliency_helpers import demo_model
 
 # Training used seed 0, the held-out accuracy seed 1000, the bundled samples 4242.
 FRESH_SEED = 271828
 LAYER = "block4_conv2"  # the demo's CAM layer, then global_pool, then predictions
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return demo_model()
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,6 @@ SCORES = [name for name, _, _ in COLUMNS]
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from engine.models import load_model
-
-    return load_model("demo")
-
-
-@pytest.fixture(scope="module")
 def flat():
     """No convolution: the CAM methods cannot run on it, gradients can."""
     keras.utils.set_random_seed(2)
