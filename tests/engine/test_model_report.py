@@ -398,3 +398,32 @@ def test_the_report_shares_one_graph_for_neighbours_and_duplicates(small_report)
     shared = mr.feature_duplicates(x, [f.path for f in report.files], ratio=ratio, graph=graph,
                                    max_pairs=10**6)
     assert {(p.index_a, p.index_b) for p in shared} == brute
+
+
+def test_an_imagenet_network_on_a_users_set_is_a_feature_extractor(tmp_path, mobilenet_weights):
+    """MobileNet 0.25 with its real ImageNet weights on a set of three fruit-named classes: the
+    features are its pooled last block (the input of its 1x1 classifier), computed here by a
+    cut Keras model on the same images; the labels and classes are the data set's."""
+    import tensorflow as tf
+
+    model = load_model("mobilenet_0.25", weights=mobilenet_weights)
+    names = ("apples", "pears", "plums")
+    for cls in names:
+        (tmp_path / "set" / cls).mkdir(parents=True)
+    for i in range(12):
+        image, _ = make_shape_image(i % 3, size=64, seed=(SEED + 9, i), family="novel")
+        Image.fromarray(image).save(tmp_path / "set" / names[i % 3] / f"{i}.png")
+    dataset = import_folder(tmp_path / "set")
+    report = model_report(dataset, model, config=FAST)
+    assert not report.model_classes_match and report.class_names == names
+    assert report.probabilities.shape == (12, 3)
+    net = model.keras_model
+    (pool,) = [layer for layer in net.layers
+               if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    cut = keras.Model(net.inputs, pool.output)
+    images = np.stack([load_image(dataset.path_of(f)) for f in report.files])
+    # resized as the data pipeline resizes for training (tf.image.resize, bilinear, antialiased)
+    x = tf.clip_by_value(tf.image.resize(images, model.input_size, antialias=True), 0.0, 255.0)
+    expected = cut(model.preprocess(x)).numpy()
+    np.testing.assert_allclose(report.features, expected.reshape(12, -1), rtol=1e-3, atol=1e-4)
+    assert report.features.shape == (12, 256)
