@@ -417,6 +417,29 @@ def _neighbours_tab(ds: Dataset, model, report: ModelReport) -> None:
             st.image(image, width=TILE_SIDE * 2)
             indices, notes = _neighbour_notes(nearest(report, image, k, model=model))
             image_grid(ds, model, report, indices, "mr_nn_upload_grid", notes=notes)
+    _feature_pairs(ds, report)
+
+
+def _feature_pairs(ds: Dataset, report: ModelReport) -> None:
+    """Near-duplicates by features: pairs the model sees as (nearly) the same image, which
+    the pixel hashes of the report above miss when the pixels differ (a crop, a re-encoding,
+    a brighter copy)."""
+    pairs = report.feature_duplicates
+    st.markdown(f"**Near-duplicates by features · {len(pairs):,}** (the pixel-hash ones are "
+                "in the data set report above)")
+    if not pairs:
+        st.caption("No two images have nearly the same features.")
+        return
+    rows = [{"a": _thumb_uri(str(ds.path_of(p.a)), ds.key), "file a": p.a,
+             "label a": _name(report, report.labels[p.index_a]),
+             "b": _thumb_uri(str(ds.path_of(p.b)), ds.key), "file b": p.b,
+             "label b": _name(report, report.labels[p.index_b]), "distance": p.distance}
+            for p in pairs[:TABLE_ROWS]]
+    st.dataframe(rows, hide_index=True, width="stretch", row_height=50, key="mr_feature_pairs",
+                 height=min(38 + 52 * len(rows), 420),
+                 column_config={"a": st.column_config.ImageColumn("a", width="small"),
+                                "b": st.column_config.ImageColumn("b", width="small"),
+                                "distance": st.column_config.NumberColumn(format="%.3f")})
 
 
 # ------------------------------------------------------------------ Home and Saliency pages

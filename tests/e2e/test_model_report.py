@@ -110,3 +110,12 @@ def test_planted_errors_map_selection_and_csv(page, planted, server, tmp_path):
     assert len(flagged & flipped) >= 0.6 * len(flipped)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "model_report_label_errors")
+
+    # Explanation by example: an image's nearest images, and the pairs the model sees as one.
+    page.get_by_role("tab", name="Nearest neighbours").click()
+    panel = page.get_by_role("tabpanel", name="Nearest neighbours")
+    expect(panel.get_by_text(re.compile(r"Near-duplicates by features · \d+"))).to_be_visible(
+        timeout=LOAD)
+    expect(panel.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=LOAD)
+    wait_idle(page)
+    screenshot(page, "model_report_neighbours")

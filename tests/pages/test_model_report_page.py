@@ -155,3 +155,25 @@ def test_pca_first_then_the_umap_map(app, other_classes):
     at = _settle(at)
     assert_clean(at)
     assert "UMAP of the model's features" in _charts(at)
+
+
+def test_near_duplicates_by_features_are_listed_with_both_images(app, app_home, tmp_path,
+                                                                 pca_only):
+    """A copy of one image under another name in another class: the pair is listed by
+    features, both files and their labels, beside the report's pixel-hash duplicates."""
+    entries = {f"{cls}/{k}.png": shape_png(6 * k + 3 * i, size=32)
+               for i, cls in enumerate(["cats", "dogs"]) for k in range(8)}
+    entries["dogs/copy_of_cat_2.png"] = entries["cats/2.png"]
+    import_folder(write_tree(tmp_path / "pets", entries), app_home / "datasets")
+    at = _open(app, mr_projection="PCA")
+    at = _settle(at.button(key="mr_go").click().run())
+    assert_clean(at)
+    pairs = next(d.value for d in at.dataframe if "file a" in d.value.columns)
+    found = {frozenset((a.split("/")[-1], b.split("/")[-1]))
+             for a, b in zip(pairs["file a"], pairs["file b"])}
+    assert frozenset(("2.png", "copy_of_cat_2.png")) in found
+    row = pairs[[{"2.png", "copy_of_cat_2.png"} == {a.split("/")[-1], b.split("/")[-1]}
+                 for a, b in zip(pairs["file a"], pairs["file b"])]].iloc[0]
+    assert {row["label a"], row["label b"]} == {"cats", "dogs"}
+    assert row["distance"] == pytest.approx(0.0, abs=1e-4)
+    assert "Near-duplicates by features" in _texts(at, "markdown")
