@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,10 @@ from engine.images import load_image
 AUGMENT_FILE = "augment.json"
 
 
-#: the largest value of each numeric augmentation setting (the Data set page's sliders end here)
-AUGMENT_LIMITS = {"rotation": 180.0, "shear": 1.0, "zoom": 0.9, "translation": 1.0,
-                  "brightness": 1.0, "contrast": 1.0}
+def _up_to(top: float):
+    """A numeric augmentation setting, off (0) by default, whose largest value is ``top``:
+    the limit lives with the field; ``AUGMENT_LIMITS`` and the validation read it from there."""
+    return field(default=0.0, metadata={"max": top})
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,12 @@ class Augmentation:
     horizontal_flip: bool = False
     vertical_flip: bool = False
     transpose: bool = False
-    rotation: float = 0.0
-    shear: float = 0.0
-    zoom: float = 0.0
-    translation: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
+    rotation: float = _up_to(180.0)
+    shear: float = _up_to(1.0)
+    zoom: float = _up_to(0.9)
+    translation: float = _up_to(1.0)
+    brightness: float = _up_to(1.0)
+    contrast: float = _up_to(1.0)
 
     def __post_init__(self):
         for name, top in AUGMENT_LIMITS.items():
@@ -88,6 +89,10 @@ class Augmentation:
             if name in values:
                 values[name] = bool(values[name])
         return cls(**values)
+
+
+#: the largest value of each numeric augmentation setting (the Data set page's sliders end here)
+AUGMENT_LIMITS = {f.name: f.metadata["max"] for f in fields(Augmentation) if "max" in f.metadata}
 
 
 #: both flips and the diagonal mirror: every quarter turn and mirror of the square, the
