@@ -18,10 +18,7 @@ cores are shared with other work, the CPU-time ratio is the steadier one.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -34,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageEnhance  # noqa: E402
 
+from bench.common import emit, parser  # noqa: E402
 from engine.data import import_folder, inspect  # noqa: E402
 from engine.data import duplicates  # noqa: E402
 from engine.data.report import NEAR_BITS, NEAR_SIMILARITY, THUMB  # noqa: E402
@@ -158,15 +156,10 @@ def run(n: int, size: int, repeats: int, keep: Path | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=20_000)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--keep", type=Path, help="folder to build in and keep (reused)")
-    args = parser.parse_args()
-    result = run(args.images, args.size, args.repeats, args.keep)
-    print(json.dumps({"benchmark": "dataset_report", "machine": platform.machine(),
-                      "cpus": os.cpu_count(), "result": result}, indent=2))
+    options = parser(__doc__, images=20_000, repeats=3, keep=True)
+    options.add_argument("--size", type=int, default=64)
+    args = options.parse_args()
+    emit("dataset_report", result=run(args.images, args.size, args.repeats, args.keep))
 
 
 if __name__ == "__main__":

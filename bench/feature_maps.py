@@ -23,10 +23,7 @@ Prints JSON.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.common import emit, parser  # noqa: E402
 from engine import features  # noqa: E402
 from engine.models import load_model  # noqa: E402
 from ui import feature_figures as ff  # noqa: E402
@@ -117,12 +115,9 @@ def run(repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    print(json.dumps({"benchmark": "feature_maps", "machine": platform.machine(),
-                      "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                      "keras": keras.__version__, "result": run(args.repeats)}, indent=2))
+    args = parser(__doc__, repeats=15).parse_args()
+    emit("feature_maps", tensorflow=tf.__version__, keras=keras.__version__,
+         result=run(args.repeats))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,7 @@ what counts.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -40,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench.common import emit, parser  # noqa: E402
 from engine.data import ModelReportConfig, export_demo, model_report  # noqa: E402
 from engine.data.model_report import dataset_features, embedding_umap  # noqa: E402
 
@@ -162,14 +160,8 @@ def run(n: int, repeats: int, keep: Path | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--keep", type=Path, help="folder to build in and keep (reused)")
-    args = parser.parse_args()
-    result = run(args.images, args.repeats, args.keep)
-    print(json.dumps({"benchmark": "model_report", "machine": platform.machine(),
-                      "cpus": os.cpu_count(), "result": result}, indent=2))
+    args = parser(__doc__, images=5000, repeats=3, keep=True).parse_args()
+    emit("model_report", result=run(args.images, args.repeats, args.keep))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,7 @@ Prints JSON; the ratio is wrapped / plain (goal <= 1.1).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.common import emit, parser  # noqa: E402
 from engine.models import load_model  # noqa: E402
 
 
@@ -54,16 +52,13 @@ def run(name: str, batch: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", help="catalogue names (repeatable)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=20)
-    args = parser.parse_args()
+    options = parser(__doc__, repeats=20)
+    options.add_argument("--model", action="append", help="catalogue names (repeatable)")
+    options.add_argument("--batch", type=int, default=8)
+    args = options.parse_args()
     names = args.model or ["demo", "mobilenet_0.25", "vgg16"]
-    results = [run(name, args.batch, args.repeats) for name in names]
-    print(json.dumps({"benchmark": "predict", "machine": platform.machine(),
-                      "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                      "results": results}, indent=2))
+    emit("predict", tensorflow=tf.__version__,
+         results=[run(name, args.batch, args.repeats) for name in names])
 
 
 if __name__ == "__main__":
