@@ -14,8 +14,11 @@ failed, a Streamlit exception box, a JavaScript error. An image name typed into 
 the page was rerunning can be dropped by the browser; it is typed again (counted in
 ``image_picks_typed_again``, its time included in the step's).
 
-The floor: the same fresh-context load of a one-element Streamlit page (``FLOOR_APP``, its own
-server), what no Streamlit app can beat on this machine; ``home_over_floor`` is the ratio.
+The floors: the same fresh-context load of a one-element Streamlit page (``FLOOR_APP``, its own
+server), what no Streamlit app can beat on this machine, and of a page with Home's elements and
+none of its work (``FLOOR_HOME_APP``: the sidebar's links and widgets, the title, the images and
+their bars), what Home cannot beat without drawing fewer kinds of element;
+``home_over_floor`` and ``home_over_home_elements_floor`` are the ratios.
 
 It compares N concurrent sessions with one session alone on the same server (the ratio of the
 p50 and p95 times), and the server's peak memory (VmHWM of the server and its children) after
@@ -54,6 +57,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from tests.e2e.conftest import ARGS, CHROMIUM, _free_port, run_streamlit  # noqa: E402
+from ui.sidebar import PAGES  # noqa: E402
 
 STEPS = ("home", "pick_image", "saliency", "feature_maps", "switch_layer", "home_again")
 #: images a session adds (a different one per session, round robin)
@@ -80,6 +84,46 @@ MARK_GRID_JS = """() => document.querySelectorAll('[data-testid="stPlotlyChart"]
   .forEach(el => { if (el.data) el.data.__seen = true; })"""
 #: the floor: a Streamlit page with one element, loaded the same way
 FLOOR_APP = 'import streamlit as st\nst.progress(0.5, text="floor")\n'
+#: the second floor: Home's frame and elements with none of its work (no model, no
+#: TensorFlow): the sidebar's links and widgets, the title, the explainer, the default images
+#: with five bars each. Streamlit loads each kind of element's script on its first use.
+FLOOR_HOME_APP = f'''import numpy as np
+import streamlit as st
+from PIL import Image
+from skimage import data
+
+st.set_page_config(page_title="floor", layout="wide")
+TITLES = {[title for _, title, _ in PAGES]!r}
+with st.sidebar:
+    st.markdown("### CNN Explorer")
+    for title in TITLES:
+        st.page_link("https://example.org/" + title.split()[0], label=title,
+                     icon=":material/home:")
+    st.divider()
+    st.selectbox("Model", ["Shapes demo CNN (bundled)", "VGG16"])
+    st.caption("Shapes demo CNN · 64x64 input · 6 classes")
+    st.divider()
+    st.file_uploader("Upload images", accept_multiple_files=True)
+    st.multiselect("Images", ["Shape: star", "Shape: ring", "Photo: cat"],
+                   default=["Shape: star", "Shape: ring", "Photo: cat"])
+    st.divider()
+    st.toggle("Presenter mode")
+st.title("CNN Explorer")
+with st.expander("What am I looking at?"):
+    st.markdown("A convolutional neural network...")
+st.markdown("Look inside convolutional neural networks.")
+for col, title in zip(st.columns(len(TITLES) - 1), TITLES[1:]):
+    col.page_link("https://example.org/" + title.split()[0], label=title, icon=":material/home:")
+st.subheader("Predictions")
+images = [np.asarray(Image.open("{ROOT / "assets" / "images"}/shape_" + n + ".png")
+                     .convert("RGB")) for n in ("star", "ring")] + [data.chelsea()]
+for col, image in zip(st.columns(3), images):
+    with col.container(border=True):
+        st.image(image, caption="an image", width="stretch")
+        st.markdown("**star** · 97.0%")
+        for k in range(5):
+            st.progress(0.5 - 0.1 * k, text=f"class {{k}} · {{50 - 10 * k}}.0%")
+'''
 FLOOR_JS = """() => document.querySelectorAll('[data-testid="stProgress"]').length"""
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 PICK_TRIES, PICK_RETRY_MS = 3, 20_000
@@ -233,10 +277,11 @@ async def one_session(browser, url: str, index: int, timeout_ms: int) -> dict:
 
 
 @contextlib.contextmanager
-def floor_server(home: Path):
-    """A Streamlit server of ``FLOOR_APP`` on a free loopback port; yields its URL."""
+def floor_server(home: Path, source: str = FLOOR_APP):
+    """A Streamlit server of ``source`` (``FLOOR_APP``) on a free loopback port; yields its
+    URL."""
     (home / "floor").mkdir(parents=True, exist_ok=True)
-    (home / "floor" / "app.py").write_text(FLOOR_APP)
+    (home / "floor" / "app.py").write_text(source)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -256,15 +301,17 @@ def floor_server(home: Path):
         proc.wait(timeout=30)
 
 
-async def floor_times(browser, url: str, n: int, timeout_ms: int) -> list[float]:
-    """Seconds until ``FLOOR_APP``'s one element shows, in ``n`` fresh contexts."""
+async def floor_times(browser, url: str, n: int, timeout_ms: int,
+                      shown_js: str = FLOOR_JS) -> list[float]:
+    """Seconds until ``shown_js`` counts one element of a floor app (``FLOOR_APP``'s one
+    element), in ``n`` fresh contexts."""
     times = []
     for _ in range(n):
         context = await browser.new_context(viewport={"width": 1400, "height": 1000})
         page = await context.new_page()
         start = time.perf_counter()
         await page.goto(url + "/", wait_until="commit")
-        await _at_least(page, FLOOR_JS, 1, timeout_ms)
+        await _at_least(page, shown_js, 1, timeout_ms)
         times.append(time.perf_counter() - start)
         await context.close()
     return times
@@ -305,6 +352,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _ratio(seconds: float | None, floor: list[float]) -> float | None:
+    return _round(seconds / _quantile(floor, 0.5), 2) if seconds else None
+
+
 def _ratios(many: dict, one: dict) -> dict:
     out = {}
     for step in STEPS:
@@ -329,10 +380,14 @@ async def classroom(url: str, pid: int, sessions: int = 30, baseline: int = 3,
         try:
             warm = await run_sessions(browser, url, 1, timeout_ms)
             memory_one = peak_memory_mb(pid)
-            with tempfile.TemporaryDirectory(prefix="floor-") as home, \
-                    floor_server(Path(home)) as floor_url:
-                await floor_times(browser, floor_url, 1, timeout_ms)  # its warm-up
-                floor = await floor_times(browser, floor_url, max(baseline, 3), timeout_ms)
+            floors = {}
+            for name, source, shown_js in (("one_element", FLOOR_APP, FLOOR_JS),
+                                           ("home_elements", FLOOR_HOME_APP, BARS_JS)):
+                with tempfile.TemporaryDirectory(prefix="floor-") as home, \
+                        floor_server(Path(home), source) as floor_url:
+                    await floor_times(browser, floor_url, 1, timeout_ms, shown_js)  # warm-up
+                    floors[name] = await floor_times(browser, floor_url, max(baseline, 3),
+                                                     timeout_ms, shown_js)
             single = []
             for i in range(baseline):
                 single += await run_sessions(browser, url, 1, timeout_ms, first=1 + i)
@@ -350,10 +405,15 @@ async def classroom(url: str, pid: int, sessions: int = 30, baseline: int = 3,
         "errors": summarise(warm + single)["errors"] + concurrent["errors"],
         "goal_errors": 0,
         "single_session": one,
-        "streamlit_floor": {"p50_s": _round(_quantile(floor, 0.5)),
+        "streamlit_floor": {"p50_s": _round(_quantile(floors["one_element"], 0.5)),
                             "what": "a one-element Streamlit page in a fresh browser context"},
-        "home_over_floor_p50": _round(one["steps"]["home"]["p50_s"] / _quantile(floor, 0.5), 2)
-        if one["steps"]["home"]["p50_s"] else None,
+        "home_elements_floor": {
+            "p50_s": _round(_quantile(floors["home_elements"], 0.5)),
+            "what": "Home's sidebar, title, images and bars with none of its work, loaded "
+                    "the same way (until the bars show)"},
+        "home_over_floor_p50": _ratio(one["steps"]["home"]["p50_s"], floors["one_element"]),
+        "home_over_home_elements_floor_p50": _ratio(one["steps"]["home"]["p50_s"],
+                                                    floors["home_elements"]),
         "warm_up_session": summarise(warm),
         "concurrent": concurrent,
         "concurrent_wall_s": round(wall, 1),
